@@ -155,9 +155,11 @@ def validate_document(doc: Document, *, gates: FeatureGates | None = None) -> Ou
     if not isinstance(content, dict):
         message = f"a manifest must be a mapping with apiVersion, kind and metadata, got {describe(content)}"
         return Outcome(doc.source, doc.index, "", "", errors=(FieldError("", message),))
-    kind = content.get("kind") if isinstance(content.get("kind"), str) else ""
+    raw_kind = content.get("kind")
+    kind = raw_kind if isinstance(raw_kind, str) else ""
     meta = content.get("metadata")
-    name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else ""
+    raw_name = meta.get("name") if isinstance(meta, dict) else None
+    name = raw_name if isinstance(raw_name, str) else ""
     routing = _route(content, kind=kind)
     if routing is not None:
         errors, skipped = routing

@@ -177,3 +177,24 @@ def _check_int_or_string(value: Any, schema: Mapping[str, Any], path: str, error
 @lru_cache(maxsize=64)
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
+
+
+def with_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
+    """A copy of ``value`` with nulls dropped and the schema's defaults filled in, as the API server
+    does before it validates and stores an object (so the embedded store and a real one agree)."""
+    if isinstance(value, dict) and schema.get("type") == "object":
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        additional = schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = properties.get(key, additional if isinstance(additional, Mapping) else None)
+            if item is None and not (sub or {}).get("nullable"):
+                continue  # the API server drops nulls of non-nullable fields
+            out[key] = with_defaults(item, sub) if sub is not None else item
+        for key, sub in properties.items():
+            if key not in out and "default" in sub:
+                out[key] = sub["default"]
+        return out
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [with_defaults(item, schema["items"]) for item in value]
+    return value
