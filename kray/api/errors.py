@@ -30,6 +30,11 @@ class FieldError:
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    """A user-supplied string as quoted in an error message: repr'd, and cut when long."""
+    return repr(text) if len(text) <= limit else repr(text[: limit - 3] + "...")
+
+
 class ManifestError(Exception):
     """A manifest (or a file of them) is not acceptable; ``errors`` lists every reason."""
 

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from kray.api.crd import crd, model_schema
-from kray.api.errors import FieldError, ManifestError
+from kray.api.errors import FieldError, ManifestError, shorten
 from kray.api.rules import FeatureGates, check_raycluster, check_raycronjob, check_rayjob, check_rayservice
 from kray.api.structural import check, describe, suggest
 from kray.api.v1 import API_VERSION, GROUP, KINDS, RayCluster, RayCronJob, RayJob, RayObject, RayService
@@ -74,20 +74,32 @@ class Report:
 
 
 class _BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses pathological input early."""
+    """A SafeLoader that refuses duplicate keys, as ``kubectl --validate=strict`` does."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shorten(key)}", key_node.start_mark
+                )
+            if isinstance(key, str):
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
-def read_text(data: bytes, *, source: str) -> str:
+def read_text(data: bytes) -> str:
     """Decode a manifest file, refusing what is too large or not text."""
     if len(data) > MAX_FILE_BYTES:
         size = len(data) / (1024 * 1024)
-        raise ManifestError([FieldError("", f"{source} is {size:.1f} MiB; manifests over 3 MiB are refused")])
+        raise ManifestError([FieldError("", f"file is {size:.1f} MiB; manifests over 3 MiB are refused")])
     if b"\x00" in data:
-        raise ManifestError([FieldError("", f"{source} is a binary file, not YAML")])
+        raise ManifestError([FieldError("", "binary file, not YAML")])
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ManifestError([FieldError("", f"{source} is not UTF-8 text (byte {error.start} is invalid)")]) from None
+        raise ManifestError([FieldError("", f"not UTF-8 text (byte {error.start} is invalid)")]) from None
 
 
 def load_documents(text: str, *, source: str) -> list[Document]:
@@ -95,14 +107,14 @@ def load_documents(text: str, *, source: str) -> list[Document]:
     documents = []
     try:
         for index, content in enumerate(yaml.load_all(text, Loader=_BoundedLoader)):
-            _ensure_bounded(content, source=source, index=index)
+            _ensure_bounded(content, index=index)
             documents.append(Document(source, index, content))
     except yaml.YAMLError as error:
         raise ManifestError([FieldError("", _yaml_message(error))]) from None
     except RecursionError:
         raise ManifestError([FieldError("", "YAML nesting is too deep")]) from None
     if all(d.content is None for d in documents):
-        raise ManifestError([FieldError("", f"{source} is empty: no manifest found")])
+        raise ManifestError([FieldError("", "empty: no manifest found")])
     return [d for d in documents if d.content is not None]
 
 
@@ -114,7 +126,7 @@ def _yaml_message(error: yaml.YAMLError) -> str:
     return f"invalid YAML: {problem}"
 
 
-def _ensure_bounded(content: Any, *, source: str, index: int) -> None:
+def _ensure_bounded(content: Any, *, index: int) -> None:
     budget = MAX_EXPANDED_NODES
     stack = [content]
     while stack:
@@ -166,6 +178,8 @@ def validate_document(doc: Document, *, gates: FeatureGates | None = None) -> Ou
         return Outcome(doc.source, doc.index, kind, name, errors=tuple(errors), skipped=skipped)
     errors = [e for e in check(content, _schema(kind)) if e.path not in {"apiVersion", "kind"}]
     errors += check(meta, _metadata_schema(), path="metadata")
+    if content.get("spec") is None:
+        errors.append(FieldError("spec", "required field is missing"))
     if not isinstance(meta, dict) or not (meta.get("name") or meta.get("generateName")):
         errors.append(FieldError("metadata.name", "required field is missing"))
     if errors:
@@ -199,7 +213,8 @@ def _route(content: dict[str, Any], *, kind: str) -> tuple[list[FieldError], str
     group = api_version.rpartition("/")[0]
     if group == GROUP or difflib.SequenceMatcher(None, api_version, API_VERSION).ratio() >= 0.8:
         if api_version != API_VERSION:
-            hint = " (v1alpha1 objects are served by Kubernetes, but kray reads ray.io/v1)" if group == GROUP else ""
+            served = api_version == f"{GROUP}/v1alpha1"
+            hint = " (v1alpha1 is still served by Kubernetes, but kray reads ray.io/v1)" if served else ""
             message = f'unknown apiVersion "{api_version}"; expected "{API_VERSION}"{hint}'
             return [FieldError("apiVersion", message)], None
         if kind not in KINDS:
@@ -232,7 +247,7 @@ def validate_text(text: str, *, source: str, gates: FeatureGates | None = None) 
 
 def validate_bytes(data: bytes, *, source: str, gates: FeatureGates | None = None) -> Report:
     try:
-        text = read_text(data, source=source)
+        text = read_text(data)
     except ManifestError as error:
         return Report([Outcome(source, 0, "", "", errors=error.errors)])
     return validate_text(text, source=source, gates=gates)

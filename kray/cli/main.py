@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
@@ -35,23 +35,35 @@ def _err(line: str) -> None:
     sys.stderr.write(line + "\n")
 
 
+def _read(stream: BinaryIO) -> bytes:
+    """At most one byte more than the manifest limit: enough to refuse an oversized file."""
+    from kray.api.manifest import MAX_FILE_BYTES
+
+    return stream.read(MAX_FILE_BYTES + 1)
+
+
 def _inputs(paths: list[str]) -> list[tuple[str, bytes]]:
     """(display name, bytes) of every manifest file named, directories expanded and sorted."""
     found: list[tuple[str, bytes]] = []
     for raw in paths:
         if raw == "-":
-            found.append(("<stdin>", sys.stdin.buffer.read()))
+            found.append(("<stdin>", _read(sys.stdin.buffer)))
             continue
         path = Path(raw)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-            if not files:
-                raise _usage(f"{raw}: no .yaml, .yml or .json files in this directory")
-            found.extend((str(p), p.read_bytes()) for p in files)
-        elif path.is_file():
-            found.append((raw, path.read_bytes()))
-        else:
-            raise _usage(f"{raw}: no such file or directory")
+        try:
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
+                if not files:
+                    raise _usage(f"{raw}: no .yaml, .yml or .json files in this directory")
+            elif path.exists():
+                files = [path]
+            else:
+                raise _usage(f"{raw}: no such file or directory")
+            for file in files:
+                with file.open("rb") as stream:
+                    found.append((str(file) if file != path else raw, _read(stream)))
+        except OSError as error:
+            raise _usage(f"{raw}: cannot read: {error.strerror or error}") from None
     return found
 
 

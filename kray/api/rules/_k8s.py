@@ -88,7 +88,7 @@ def env_var(container: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 def parse_version(text: str) -> tuple[int, ...] | None:
     """``2.52.0`` (or ``v2.52``) as a tuple; None when it is not a version (apimachinery ParseGeneric)."""
-    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?([-+].*)?", text.strip())
+    match = re.fullmatch(r"v?([0-9]{1,9})\.([0-9]{1,9})(?:\.([0-9]{1,9}))?([-+].*)?", text.strip())
     if not match:
         return None
     return tuple(int(part) for part in match.groups()[:3] if part is not None)

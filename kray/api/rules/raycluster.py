@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kray.api.errors import FieldError
+from kray.api.errors import FieldError, shorten
 from kray.api.rules._k8s import (
     containers,
     dns1035_label_problems,
@@ -208,7 +208,7 @@ def _check_priority(spec: RayClusterSpec, *, path: str, v2: bool) -> list[FieldE
     if not spec.ray_version:
         return [FieldError(path, "priority is set, but rayVersion is not; Ray 2.56.0 or later is required", rule)]
     if version is None:
-        return [FieldError(path, f"priority is set, but rayVersion {spec.ray_version!r} is not a version", rule)]
+        return [FieldError(path, f"priority is set, but rayVersion {shorten(spec.ray_version)} is not a version", rule)]
     if version < (2, 56, 0):
         return [FieldError(path, f"priority needs Ray 2.56.0 or later, got rayVersion {spec.ray_version}", rule)]
     if not v2:
@@ -451,7 +451,7 @@ def _check_auth(spec: RayClusterSpec, *, path: str) -> list[FieldError]:
         ]
     version = parse_version(spec.ray_version)
     if version is None:
-        return [FieldError(f"{path}.rayVersion", f"{spec.ray_version!r} is not a valid version", rule)]
+        return [FieldError(f"{path}.rayVersion", f"{shorten(spec.ray_version)} is not a valid version", rule)]
     if version < (2, 52, 0):
         return [
             FieldError(

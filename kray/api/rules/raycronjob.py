@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import zoneinfo
 
-from kray.api.errors import FieldError
+from kray.api.errors import FieldError, shorten
 from kray.api.rules.gates import FeatureGates
 from kray.api.rules.rayjob import check_job_spec
+from kray.api.rules.rayservice import parse_go_duration_seconds
 from kray.api.v1.raycronjob import RayCronJob
 
 MAX_RAYCRONJOB_NAME_LENGTH = 36  # 47 minus "-<unix minutes>" of the child RayJob
@@ -26,7 +27,13 @@ _NAMES = {
 def cron_problem(schedule: str) -> str | None:
     """Why a standard 5-field cron expression (robfig/cron ParseStandard) is invalid, or None."""
     text = schedule.strip()
-    if text in _DESCRIPTORS or re.fullmatch(r"@every\s+\S+", text):
+    if text in _DESCRIPTORS:
+        return None
+    every = re.fullmatch(r"@every\s+(\S+)", text)
+    if every:
+        seconds = parse_go_duration_seconds(every.group(1))
+        if seconds is None or seconds <= 0:
+            return f"@every needs a positive Go duration, got {shorten(every.group(1))}"
         return None
     parts = text.split()
     if len(parts) != 5:
@@ -35,25 +42,32 @@ def cron_problem(schedule: str) -> str | None:
         for item in part.split(","):
             problem = _cron_item_problem(item, low, high, _NAMES.get(index, {}))
             if problem:
-                return f"field {index + 1} ({part!r}): {problem}"
+                return f"field {index + 1} ({shorten(part)}): {problem}"
     return None
+
+
+_SMALL_NUMBER = re.compile(r"[0-9]{1,6}")
 
 
 def _cron_item_problem(item: str, low: int, high: int, names: dict[str, int]) -> str | None:
     base, _, step = item.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
-        return f"bad step {step!r}"
+    if step and (not _SMALL_NUMBER.fullmatch(step) or int(step) == 0):
+        return f"bad step {shorten(step)}"
     if base in {"*", "?"}:
         return None
     bounds = base.split("-")
     if len(bounds) > 2:
-        return f"bad range {base!r}"
+        return f"bad range {shorten(base)}"
+    values = []
     for bound in bounds:
-        value = names.get(bound.lower()) if not bound.isdigit() else int(bound)
+        value = int(bound) if _SMALL_NUMBER.fullmatch(bound) else names.get(bound.lower())
         if value is None:
-            return f"{bound!r} is not a number"
+            return f"{shorten(bound)} is not a number"
         if not low <= value <= high:
             return f"{value} is out of range [{low}, {high}]"
+        values.append(value)
+    if len(values) == 2 and values[0] > values[1]:
+        return f"range {shorten(base)} starts after it ends"
     return None
 
 
@@ -79,6 +93,6 @@ def check_raycronjob(cron: RayCronJob, *, gates: FeatureGates) -> list[FieldErro
         try:
             zoneinfo.ZoneInfo(spec.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            errors.append(FieldError("spec.timeZone", f"unknown time zone {spec.time_zone!r}", RULE))
+            errors.append(FieldError("spec.timeZone", f"unknown time zone {shorten(spec.time_zone)}", RULE))
     errors += check_job_spec(spec.job_template, path="spec.jobTemplate", annotations={}, gates=gates)
     return errors

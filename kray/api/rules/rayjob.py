@@ -116,6 +116,8 @@ def _check_runtime_env(spec: RayJobSpec, *, path: str) -> list[FieldError]:
         return []
     try:
         parsed = yaml.safe_load(spec.runtime_env_yaml)
+    except RecursionError:
+        return [FieldError(f"{path}.runtimeEnvYAML", "is not valid YAML: nesting is too deep", RULE)]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from kray.api.errors import FieldError
+from kray.api.errors import FieldError, shorten
 from kray.api.rules.gates import FeatureGates
 from kray.api.rules.raycluster import check_cluster_spec, check_name
 from kray.api.v1.enums import RayServiceUpgradeType
@@ -16,7 +16,8 @@ from kray.api.v1.rayservice import RayService
 MAX_RAYSERVICE_NAME_LENGTH = 47
 INITIALIZING_TIMEOUT_ANNOTATION = "ray.io/initializing-timeout"
 RULE = "ValidateRayServiceSpec"
-_GO_DURATION = re.compile(r"^[-+]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$")
+_NUMBER = r"([0-9]{1,18}(\.[0-9]{0,18})?|\.[0-9]{1,18})"
+_GO_DURATION = re.compile(rf"^[-+]?({_NUMBER}(ns|us|µs|ms|s|m|h))+$")
 
 
 def parse_go_duration_seconds(text: str) -> float | None:
@@ -26,19 +27,19 @@ def parse_go_duration_seconds(text: str) -> float | None:
     if not _GO_DURATION.match(text):
         return None
     units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-    total = sum(float(n) * units[u] for n, _, u in re.findall(r"(\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)", text))
+    total = sum(float(n) * units[u] for n, _, u in re.findall(rf"{_NUMBER}(ns|us|µs|ms|s|m|h)", text))
     return -total if text.startswith("-") else total
 
 
 def check_initializing_timeout(value: str) -> str | None:
     """KubeRay's check of ``ray.io/initializing-timeout``: a positive Go duration or integer seconds."""
     seconds = parse_go_duration_seconds(value)
-    if seconds is None and re.fullmatch(r"[-+]?\d+", value):
+    if seconds is None and re.fullmatch(r"[-+]?[0-9]{1,18}", value):
         seconds = float(int(value))
     if seconds is None:
-        return f"invalid format {value!r}: expected a Go duration (e.g. '5m', '1h') or positive integer seconds"
+        return f"invalid format {shorten(value)}: expected a Go duration (e.g. '5m', '1h') or positive integer seconds"
     if seconds <= 0:
-        return f"must be positive, got {value!r}"
+        return f"must be positive, got {shorten(value)}"
     return None
 
 
@@ -95,7 +96,7 @@ def _check_upgrade(service: RayService, *, gates: FeatureGates) -> list[FieldErr
         return [
             FieldError(
                 "spec.upgradeStrategy.type",
-                f"{strategy.type!r} is invalid; expected one of {', '.join(valid)}",
+                f"{shorten(strategy.type)} is invalid; expected one of {', '.join(valid)}",
                 RULE,
             )
         ]

@@ -1,0 +1,95 @@
+"""``kray dev``: developer commands; ``kray dev k8s up|down|env|build`` runs the real test control plane.
+
+Why: the same etcd + kube-apiserver + controller-manager (+ scheduler, kwok) that the pytest fixtures use
+must be easy to point any kubeconfig-driven program at (kubectl, the KubeRay operator for comparison runs,
+benchmarks). ``up`` builds the binaries on first use, starts the plane detached and prints
+``export KUBECONFIG=...``; ``eval "$(kray dev k8s env)"`` picks it up later; ``down`` stops every process
+and removes the work dir. ``up --foreground`` instead runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+from types import FrameType
+
+import typer
+
+from kray.dev import detached
+from kray.dev.binaries import BuildError, ensure_binaries
+from kray.dev.controlplane import ControlPlane, Options
+
+app = typer.Typer(help="Developer tools.", no_args_is_help=True)
+k8s_app = typer.Typer(help="A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, ...).")
+app.add_typer(k8s_app, name="k8s", no_args_is_help=True)
+
+
+def _exports(env: dict[str, str]) -> str:
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+
+
+@k8s_app.command()
+def build() -> None:
+    """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok."""
+    try:
+        bins = ensure_binaries(echo=sys.stderr)
+    except BuildError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(str(bins.bin_dir))
+
+
+@k8s_app.command()
+def up(
+    scheduler: bool = typer.Option(True, help="Also run kube-scheduler."),
+    kwok: bool = typer.Option(False, help="Also run the kwok controller (manages nodes labelled type=kwok)."),
+    foreground: bool = typer.Option(False, help="Stay attached; stop everything on Ctrl-C / SIGTERM."),
+) -> None:
+    """Start the control plane and print the environment to use it."""
+    try:
+        if foreground:
+            _foreground(scheduler=scheduler, kwok=kwok)
+            return
+        state, seconds = detached.up(scheduler=scheduler, kwok=kwok)
+    except BuildError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    how = f"started in {seconds:.1f}s" if seconds else "already running"
+    typer.echo(f"# kray dev k8s: {state.server} ({how}); stop with `kray dev k8s down`", err=True)
+    typer.echo(_exports(state.env()))
+
+
+def _foreground(*, scheduler: bool, kwok: bool) -> None:
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    with ControlPlane(binaries=ensure_binaries(echo=sys.stderr), options=Options(scheduler=scheduler)) as cp:
+        if kwok:
+            cp.start_kwok()
+        typer.echo(f"# kray dev k8s: {cp.server} up in {cp.startup_seconds:.1f}s; Ctrl-C stops", err=True)
+        typer.echo(_exports(cp.env()))
+        while not stop.wait(1.0):
+            cp.assert_running()
+
+
+@k8s_app.command()
+def down() -> None:
+    """Stop the detached control plane and remove its work dir."""
+    state = detached.down()
+    typer.echo("# kray dev k8s: nothing running" if state is None else f"# stopped {state.server}", err=True)
+
+
+@k8s_app.command()
+def env() -> None:
+    """Print ``export KUBECONFIG=...`` for the running plane (use with ``eval``)."""
+    state = detached.load()
+    if state is None or not state.running():
+        typer.echo("kray dev k8s: no control plane running; start one with `kray dev k8s up`", err=True)
+        raise typer.Exit(1)
+    typer.echo(_exports(state.env()))

@@ -1,0 +1,213 @@
+"""pytest fixtures for a real Kubernetes control plane: ``k8s_control_plane``, ``ray_crds``,
+``k8s_namespace``, ``kwok_nodes`` (plus ``k8s_client``, a lightkube client).
+
+Why a plugin: kray's Kubernetes behaviour is tested against a real kube-apiserver, started once per
+session (~5-10 s) and shared; each test gets a fresh namespace. On a fresh machine the binaries must be
+compiled first (10-25 min on 2 cores). pytest-timeout counts fixture setup in a test's budget, so the
+build runs in ``pytest_collection_finish`` -- only when selected tests carry the ``k8s`` marker -- with
+output streamed to the terminal and ``~/.cache/kray/k8s/build.log``. A build failure is stored and
+re-raised by every k8s fixture with the exact error: k8s tests error loudly, they are never skipped.
+
+Register with ``pytest_plugins = ["kray.dev.pytest_plugin"]``. lightkube is imported lazily (inside the
+fixtures), so the plugin loads in environments that do not run k8s tests.
+"""
+
+# ruff: noqa: PLC0415 - lazy lightkube imports are the point (see above)
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from kray.dev import kwok
+from kray.dev.binaries import Binaries, BuildError, build_log_path, build_script, ensure_binaries
+from kray.dev.controlplane import ControlPlane, Options
+from kray.dev.procs import wait_until
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+_BUILD_ERROR = pytest.StashKey[BuildError]()
+FIELD_MANAGER = "kray"
+
+
+def _wants_k8s(session: pytest.Session) -> bool:
+    return any(item.get_closest_marker("k8s") is not None for item in session.items)
+
+
+def _cached() -> bool:
+    if os.environ.get("KRAY_K8S_BIN_DIR"):
+        return True
+    try:
+        script = build_script()
+    except BuildError:
+        return False
+    check = subprocess.run(["bash", str(script), "--check"], capture_output=True, timeout=60, check=False)
+    return check.returncode == 0
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control-plane binaries before any test runs (outside every test's timeout)."""
+    if session.config.option.collectonly or not _wants_k8s(session) or _cached():
+        return
+    capman = session.config.pluginmanager.getplugin("capturemanager")
+    ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+    with ctx:
+        sys.stderr.write(
+            "\nkray: building the test control plane from the Go module proxy (first use: 10-25 min on "
+            f"2 cores; later runs use the cache). Log: {build_log_path()}\n"
+        )
+        t0 = time.monotonic()
+        try:
+            ensure_binaries(echo=sys.stderr)
+        except BuildError as exc:
+            session.config.stash[_BUILD_ERROR] = exc
+            sys.stderr.write(f"\nkray: BUILD FAILED; every k8s test will error with:\n{exc}\n")
+        else:
+            sys.stderr.write(f"kray: control plane built in {time.monotonic() - t0:.0f}s\n")
+
+
+@pytest.fixture(scope="session")
+def k8s_binaries(request: pytest.FixtureRequest) -> Binaries:
+    if (err := request.config.stash.get(_BUILD_ERROR, None)) is not None:
+        raise err
+    return ensure_binaries(echo=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def k8s_control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
+    """Session-wide etcd + kube-apiserver + controller-manager + scheduler on 127.0.0.1.
+
+    Yields a :class:`~kray.dev.controlplane.ControlPlane`: ``.kubeconfig`` (Path), ``.server`` (URL),
+    ``.token``, ``.ca_file``, ``.env()``, ``.restart_apiserver()`` / ``.stop_apiserver()`` /
+    ``.start_apiserver()``, ``.start_kwok()``, ``.assert_running()``.
+    """
+    with ControlPlane(binaries=k8s_binaries, options=Options(scheduler=True)) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def k8s_client(k8s_control_plane: ControlPlane) -> Iterator[Client]:
+    """A lightkube client for the session control plane (field manager ``kray``)."""
+    import httpx2
+    from lightkube import Client, KubeConfig
+
+    client = Client(
+        KubeConfig.from_file(k8s_control_plane.kubeconfig),
+        field_manager=FIELD_MANAGER,
+        timeout=httpx2.Timeout(30.0),
+    )
+    yield client
+    client.close()
+
+
+def crd_dir(config: pytest.Config) -> Path:
+    """``config/crd`` of the repo under test (``KRAY_CRD_DIR`` overrides, for experiments only)."""
+    return Path(os.environ.get("KRAY_CRD_DIR", str(config.rootpath / "config" / "crd")))
+
+
+@pytest.fixture(scope="session")
+def ray_crds(request: pytest.FixtureRequest, k8s_client: Client) -> list[str]:
+    """Install the ray.io CRDs by server-side apply and wait until Established; yields their names."""
+    from lightkube import codecs
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    files = sorted(crd_dir(request.config).glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no CRD manifests in {crd_dir(request.config)}; generate them first")
+    names: list[str] = []
+    for f in files:
+        for obj in codecs.load_all_yaml(f.read_text()):
+            if not isinstance(obj, CustomResourceDefinition):
+                raise TypeError(f"{f}: expected only CustomResourceDefinitions, got {type(obj).__name__}")
+            k8s_client.apply(obj, field_manager=FIELD_MANAGER, force=True)
+            assert obj.metadata is not None
+            assert obj.metadata.name is not None
+            names.append(obj.metadata.name)
+
+    def established(name: str) -> bool:
+        crd = k8s_client.get(CustomResourceDefinition, name)
+        conds = crd.status.conditions if crd.status and crd.status.conditions else []
+        return any(c.type == "Established" and c.status == "True" for c in conds)
+
+    for name in names:
+        wait_until(lambda n=name: established(n), timeout=60, what=f"CRD {name} to be Established")  # type: ignore[misc]
+    return names
+
+
+@pytest.fixture
+def k8s_namespace(request: pytest.FixtureRequest, k8s_control_plane: ControlPlane, k8s_client: Client) -> Iterator[str]:
+    """A fresh namespace (with its ``default`` ServiceAccount ready), deleted after the test."""
+    from lightkube import ApiError
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+    k8s_control_plane.assert_running()
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"t-{stem}-{secrets.token_hex(3)}"
+    k8s_client.create(Namespace(metadata=ObjectMeta(name=name, labels={"kray.dev/test": "true"})))
+
+    def sa_ready() -> bool:  # the ServiceAccount admission plugin rejects pods until it exists
+        try:
+            k8s_client.get(ServiceAccount, "default", namespace=name)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return False
+            raise
+        return True
+
+    wait_until(sa_ready, timeout=60, what=f"ServiceAccount {name}/default (controller-manager)")
+    yield name
+    with contextlib.suppress(ApiError):
+        k8s_client.delete(Namespace, name)
+
+
+KwokNodeFactory = Callable[..., list[str]]
+
+
+@pytest.fixture
+def kwok_nodes(k8s_control_plane: ControlPlane, k8s_client: Client) -> Iterator[KwokNodeFactory]:
+    """Factory: ``kwok_nodes(n, cpu="32", memory="256Gi", pods="110", gpus=0, labels=None)`` creates N
+    Ready simulated nodes (labelled ``type=kwok``) and returns their names; pods the scheduler binds to
+    them become Running/Ready. The nodes are deleted after the test."""
+    from lightkube import ApiError, codecs
+    from lightkube.resources.core_v1 import Node
+
+    created: list[str] = []
+
+    def make(n: int, *, timeout: float = 120.0, **kw: Any) -> list[str]:
+        k8s_control_plane.start_kwok()
+        prefix = f"kwok-{secrets.token_hex(3)}"
+        names = [f"{prefix}-{i}" for i in range(n)]
+        for name in names:
+            k8s_client.create(codecs.from_dict(kwok.node_manifest(name, **kw)))
+            created.append(name)
+
+        def all_ready() -> bool:
+            nodes = k8s_client.list(Node, labels={"type": "kwok"})
+            ready = {
+                node.metadata.name
+                for node in nodes
+                if node.metadata and node.status and node.status.conditions
+                for c in node.status.conditions
+                if c.type == "Ready" and c.status == "True"
+            }
+            return ready.issuperset(names)
+
+        wait_until(all_ready, timeout=timeout, what=f"{n} kwok node(s) {prefix}-* to be Ready")
+        return names
+
+    yield make
+    for name in created:
+        with contextlib.suppress(ApiError):
+            k8s_client.delete(Node, name)
