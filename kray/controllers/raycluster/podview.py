@@ -1,0 +1,74 @@
+"""Read-only views of pod JSON: the few facts the RayCluster planner and status need.
+
+Pure: a PodView is computed from a pod dict, so planners take views and stay free of JSON
+plumbing (and of which store the pods came from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+NODE_TYPE_LABEL = "ray.io/node-type"
+GROUP_LABEL = "ray.io/group"
+CLUSTER_LABEL = "ray.io/cluster"
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    name: str
+    node_type: str
+    group: str
+    phase: str
+    ready: bool
+    deleting: bool
+    restart_policy: str
+    ray_container_terminated: bool
+    waiting_reason: str
+    terminated_reason: str
+    ip: str
+    requests: Mapping[str, Any]
+
+    @property
+    def is_head(self) -> bool:
+        return self.node_type == "head"
+
+    @property
+    def running_and_ready(self) -> bool:
+        return self.phase == "Running" and self.ready
+
+
+def pod_view(pod: Mapping[str, Any]) -> PodView:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or ()
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    container_statuses = status.get("containerStatuses") or ()
+    ray_name = ((spec.get("containers") or [{}])[0]).get("name")
+    ray_status: Mapping[str, Any] = next((c for c in container_statuses if c.get("name") == ray_name), {})
+    state = ray_status.get("state") or {}
+    return PodView(
+        name=str(meta.get("name", "")),
+        node_type=str(labels.get(NODE_TYPE_LABEL, "")),
+        group=str(labels.get(GROUP_LABEL, "")),
+        phase=str(status.get("phase", "Pending")),
+        ready=ready,
+        deleting=bool(meta.get("deletionTimestamp")),
+        restart_policy=str(spec.get("restartPolicy", "Always")),
+        ray_container_terminated="terminated" in state,
+        waiting_reason=str((state.get("waiting") or {}).get("reason", "")),
+        terminated_reason=str((state.get("terminated") or {}).get("reason", "")),
+        ip=str(status.get("podIP", "")),
+        requests=_pod_resources(spec),
+    )
+
+
+def _pod_resources(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {"containers": spec.get("containers") or ()}
+
+
+def views(pods: Sequence[Mapping[str, Any]]) -> list[PodView]:
+    return sorted((pod_view(p) for p in pods), key=lambda v: v.name)

@@ -1,0 +1,337 @@
+"""Compute a RayCluster's status from what exists. Pure (the clock is an argument).
+
+KubeRay's ``calculateStatus`` (reference §2.7): replica counters, desired resources, the sticky
+``state``, endpoints, head info, and the conditions HeadPodReady, RayClusterProvisioned (frozen
+after it first turns True), ReplicaFailure and the atomic Suspending → Suspended transition.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kray.api.v1.conditions import (
+    ConditionStatus,
+    RayClusterConditionReason,
+    RayClusterConditionType,
+)
+from kray.api.v1.raycluster import RayCluster
+from kray.controllers.raycluster.plan import desired_workers
+from kray.controllers.raycluster.podview import PodView
+
+INT32_MAX = 2**31 - 1
+Status = dict[str, Any]
+
+
+def _condition(
+    previous: Sequence[Mapping[str, Any]], *, type_: str, status: str, reason: str, message: str, now: str
+) -> dict[str, Any]:
+    """A condition keeping its lastTransitionTime while its status does not change (meta.SetStatusCondition)."""
+    old = next((c for c in previous if c.get("type") == type_), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else now
+    return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+
+
+def _saturating_sum(values: Sequence[int]) -> int:
+    return min(sum(values), INT32_MAX)
+
+
+def compute_status(
+    *,
+    cluster: RayCluster,
+    pods: Sequence[PodView],
+    head_service: Mapping[str, Any] | None,
+    reconcile_error: tuple[str, str] | None,
+    now: str,
+) -> Status:
+    """The new ``status`` (as JSON) for this cluster.
+
+    ``reconcile_error`` is (ReplicaFailure reason, message) when the last pod operation failed.
+    """
+    spec = cluster.spec
+    old: dict[str, Any] = cluster.status.to_dict() if cluster.status else {}
+    previous_conditions: list[dict[str, Any]] = old.get("conditions") or []
+    live = [p for p in pods if not p.deleting]
+    workers = [p for p in live if not p.is_head]
+    groups = [g for g in spec.worker_group_specs or () if not g.suspend]
+    status: Status = dict(old)
+    status["readyWorkerReplicas"] = sum(1 for p in workers if p.running_and_ready)
+    status["availableWorkerReplicas"] = sum(1 for p in workers if p.phase == "Running")
+    status["desiredWorkerReplicas"] = _saturating_sum([desired_workers(g) for g in groups])
+    status["minWorkerReplicas"] = _saturating_sum([(g.min_replicas or 0) * g.num_of_hosts for g in groups])
+    status["maxWorkerReplicas"] = _saturating_sum(
+        [(g.max_replicas if g.max_replicas is not None else INT32_MAX) * g.num_of_hosts for g in groups]
+    )
+    status.update(desired_resources(cluster))
+    head = next((p for p in live if p.is_head), None)
+    all_ready = (
+        bool(head) and len(live) == status["desiredWorkerReplicas"] + 1 and all(p.running_and_ready for p in live)
+    )
+    state = old.get("state") or ""
+    if spec.suspend and not pods:
+        state = "suspended"
+    elif reconcile_error is None and all_ready:
+        state = "ready"
+    if state and state != old.get("state"):
+        status["state"] = state
+        status["stateTransitionTimes"] = {**(old.get("stateTransitionTimes") or {}), state: now}
+    if state == "ready":
+        status.pop("reason", None)
+    status["endpoints"] = endpoints(head_service)
+    status["head"] = head_info(head=head, service=head_service)
+    status["conditions"] = _conditions(
+        cluster=cluster,
+        head=head,
+        all_ready=all_ready,
+        pods=pods,
+        reconcile_error=reconcile_error,
+        previous=previous_conditions,
+        now=now,
+    )
+    status["observedGeneration"] = cluster.metadata.generation or 0
+    return {k: v for k, v in status.items() if v not in (None, {}, [])} | {
+        k: status[k]
+        for k in (
+            "readyWorkerReplicas",
+            "availableWorkerReplicas",
+            "desiredWorkerReplicas",
+            "minWorkerReplicas",
+            "maxWorkerReplicas",
+        )
+    }
+
+
+def _conditions(
+    *,
+    cluster: RayCluster,
+    head: PodView | None,
+    all_ready: bool,
+    pods: Sequence[PodView],
+    reconcile_error: tuple[str, str] | None,
+    previous: list[dict[str, Any]],
+    now: str,
+) -> list[dict[str, Any]]:
+    types = RayClusterConditionType
+    reasons = RayClusterConditionReason
+    true, false = ConditionStatus.TRUE.value, ConditionStatus.FALSE.value
+    out: list[dict[str, Any]] = []
+
+    if reconcile_error is not None:
+        reason, message = reconcile_error
+        out.append(
+            _condition(previous, type_=types.REPLICA_FAILURE, status=true, reason=reason, message=message, now=now)
+        )
+    if head is None:
+        out.append(
+            _condition(
+                previous,
+                type_=types.HEAD_POD_READY,
+                status=false,
+                reason=reasons.HEAD_POD_NOT_FOUND,
+                message="Head Pod not found",
+                now=now,
+            )
+        )
+    elif head.running_and_ready:
+        out.append(
+            _condition(
+                previous,
+                type_=types.HEAD_POD_READY,
+                status=true,
+                reason=reasons.HEAD_POD_RUNNING_AND_READY,
+                message="",
+                now=now,
+            )
+        )
+    else:
+        reason = head.waiting_reason or head.terminated_reason or reasons.UNKNOWN
+        out.append(
+            _condition(
+                previous,
+                type_=types.HEAD_POD_READY,
+                status=false,
+                reason=reason,
+                message=f"Head Pod is {head.phase}",
+                now=now,
+            )
+        )
+
+    suspending_before = _is_true(previous, types.SUSPENDING)
+    suspended_before = _is_true(previous, types.SUSPENDED)
+    suspend = bool(cluster.spec.suspend)
+    suspending = suspending_before or (suspend and not suspended_before)
+    suspended = suspended_before
+    if suspending and not pods:
+        suspending, suspended = False, True
+    if suspended and not suspend:
+        suspended = False
+    provisioned_before = _is_true(previous, types.PROVISIONED)
+    if suspended or suspending:
+        out.append(
+            _condition(
+                previous,
+                type_=types.PROVISIONED,
+                status=false,
+                reason=reasons.PODS_PROVISIONING,
+                message="RayCluster is suspended",
+                now=now,
+            )
+        )
+    elif provisioned_before or all_ready:
+        out.append(
+            _condition(
+                previous,
+                type_=types.PROVISIONED,
+                status=true,
+                reason=reasons.ALL_POD_RUNNING_AND_READY_FIRST_TIME,
+                message="All Ray Pods are ready for the first time",
+                now=now,
+            )
+        )
+    else:
+        out.append(
+            _condition(
+                previous,
+                type_=types.PROVISIONED,
+                status=false,
+                reason=reasons.PODS_PROVISIONING,
+                message="RayCluster Pods are being provisioned for first time",
+                now=now,
+            )
+        )
+    out.append(
+        _condition(
+            previous,
+            type_=types.SUSPENDING,
+            status=true if suspending else false,
+            reason=reasons.SUSPENDING,
+            message="",
+            now=now,
+        )
+    )
+    out.append(
+        _condition(
+            previous,
+            type_=types.SUSPENDED,
+            status=true if suspended else false,
+            reason=reasons.SUSPENDED,
+            message="",
+            now=now,
+        )
+    )
+    return out
+
+
+def _is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
+def endpoints(service: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each named port of the head Service: its nodePort if set, else its targetPort (KubeRay)."""
+    out: dict[str, str] = {}
+    for port in ((service or {}).get("spec") or {}).get("ports") or ():
+        name = port.get("name")
+        if not name:
+            continue
+        value = port.get("nodePort") or port.get("targetPort") or port.get("port")
+        if value is not None:
+            out[str(name)] = str(value)
+    return out
+
+
+def head_info(*, head: PodView | None, service: Mapping[str, Any] | None) -> dict[str, str]:
+    info: dict[str, str] = {}
+    if head is not None:
+        if head.ip:
+            info["podIP"] = head.ip
+        info["podName"] = head.name
+    if service is not None:
+        spec = service.get("spec") or {}
+        cluster_ip = spec.get("clusterIP")
+        service_ip = (head.ip if head else "") if cluster_ip in (None, "", "None") else cluster_ip
+        if service_ip:
+            info["serviceIP"] = service_ip
+        info["serviceName"] = str((service.get("metadata") or {}).get("name", ""))
+    return info
+
+
+def desired_resources(cluster: RayCluster) -> dict[str, str]:
+    """desiredCPU/Memory/GPU/TPU: head + sum of group pod resources x replicas (raw) x numOfHosts."""
+    totals = {"cpu": 0.0, "memory": 0.0, "gpu": 0.0, "tpu": 0.0}
+    _add_template(totals, cluster.spec.head_group_spec.template, 1)
+    for group in cluster.spec.worker_group_specs or ():
+        if group.suspend:
+            continue
+        count = (group.replicas if group.replicas is not None else (group.min_replicas or 0)) * group.num_of_hosts
+        _add_template(totals, group.template, count)
+    return {
+        "desiredCPU": _format_quantity(totals["cpu"]),
+        "desiredMemory": _format_quantity(totals["memory"]),
+        "desiredGPU": _format_quantity(totals["gpu"]),
+        "desiredTPU": _format_quantity(totals["tpu"]),
+    }
+
+
+def _add_template(totals: dict[str, float], template: Mapping[str, Any], count: int) -> None:
+    for container in (template.get("spec") or {}).get("containers") or ():
+        resources = container.get("resources") or {}
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}  # requests win
+        for key, value in merged.items():
+            amount = parse_quantity(value) * count
+            if key == "cpu":
+                totals["cpu"] += amount
+            elif key == "memory":
+                totals["memory"] += amount
+            elif key == "google.com/tpu":
+                totals["tpu"] += amount
+            elif key.endswith("gpu"):
+                totals["gpu"] += amount
+
+
+_SUFFIXES = {
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+    "n": 1e-9,
+    "u": 1e-6,
+    "m": 1e-3,
+    "": 1.0,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+}
+
+
+def parse_quantity(value: Any) -> float:
+    """A Kubernetes quantity as a number (``"500m"`` → 0.5, ``"2Gi"`` → 2147483648)."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
+        if suffix and text.endswith(suffix):
+            return float(text[: -len(suffix)]) * _SUFFIXES[suffix]
+    return float(text)
+
+
+def _format_quantity(amount: float) -> str:
+    """Like resource.Quantity.String() for the values status carries: whole numbers or millis."""
+    if amount == int(amount):
+        return str(int(amount))
+    return f"{math.ceil(amount * 1000)}m"
+
+
+def status_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """KubeRay writes status only on meaningful change (ignores lastUpdateTime/observedGeneration/resources)."""
+    ignored = {"lastUpdateTime", "observedGeneration", "desiredCPU", "desiredMemory", "desiredGPU", "desiredTPU"}
+
+    def strip(status: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in status.items() if k not in ignored}
+
+    return strip(old) != strip(new) or old.get("observedGeneration") != new.get("observedGeneration")

@@ -1,0 +1,151 @@
+"""An informer: list once, then watch, keeping a local cache of one kind and telling handlers.
+
+Level-triggered controllers only need "this key may have changed": handlers receive the old and
+new object (either may be None) and usually just enqueue a key. On ``Gone`` the informer relists
+and reports the difference, so no deletion is ever missed; on any other error it backs off and
+relists. The cache holds the objects as the store returned them; never mutate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import NewType
+
+import structlog
+
+from kray.store import Obj, Resource, Store, WatchEventType
+from kray.store.errors import Gone, StoreError
+from kray.store.selectors import parse_selector
+
+ObjectKey = NewType("ObjectKey", tuple[str, str])
+"""(namespace, name); namespace is "" for cluster-scoped kinds."""
+
+Handler = Callable[[Obj | None, Obj | None], None]
+
+log = structlog.get_logger(__name__)
+
+
+def key_of(obj: Obj) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return ObjectKey((meta.get("namespace") or "", meta.get("name") or ""))
+
+
+class Informer:
+    def __init__(
+        self,
+        store: Store,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.resource = resource
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.synced = asyncio.Event()
+        self._cache: dict[ObjectKey, Obj] = {}
+        self._handlers: list[Handler] = []
+        self._retry_delay = retry_delay
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def get(self, key: ObjectKey) -> Obj | None:
+        return self._cache.get(key)
+
+    def list(self, *, namespace: str | None = None, label_selector: str | None = None) -> list[Obj]:
+        matches = parse_selector(label_selector) if label_selector else None
+        out = []
+        for (ns, _), obj in self._cache.items():
+            if namespace is not None and ns != namespace:
+                continue
+            if matches is not None and not matches((obj.get("metadata") or {}).get("labels") or {}):
+                continue
+            out.append(obj)
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """List and watch until ``stop`` is set; never raises for store errors."""
+        version: str | None = None
+        while not stop.is_set():
+            try:
+                if version is None:
+                    version = await self._relist()
+                version = await self._watch(version, stop)
+            except Gone:
+                version = None
+            except StoreError as error:
+                version = None
+                log.warning("informer.retry", kind=self.resource.kind, error=str(error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
+
+    async def _relist(self) -> str:
+        listed = await self.store.list(self.resource, namespace=self.namespace, label_selector=self.label_selector)
+        fresh = {key_of(obj): obj for obj in listed.items}
+        old = self._cache
+        self._cache = fresh
+        for key, obj in fresh.items():
+            previous = old.get(key)
+            if previous is None or _version(previous) != _version(obj):
+                self._notify(previous, obj)
+        for key, obj in old.items():
+            if key not in fresh:
+                self._notify(obj, None)
+        self.synced.set()
+        return listed.resource_version
+
+    async def _watch(self, version: str, stop: asyncio.Event) -> str:
+        """Apply watch events until the stream ends or ``stop``; returns the last version seen."""
+        stream = self.store.watch(
+            self.resource, namespace=self.namespace, label_selector=self.label_selector, resource_version=version
+        )
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            iterator = stream.__aiter__()
+            while not stop.is_set():
+                nxt = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                if nxt not in done:
+                    nxt.cancel()
+                    return version
+                try:
+                    event = nxt.result()
+                except StopAsyncIteration:
+                    return version  # the stream ended (a server timeout): resume from here
+                version = _version(event.object) or version
+                self._apply(event.type, event.object)
+            return version
+        finally:
+            stopper.cancel()
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+    def _apply(self, kind: WatchEventType, obj: Obj) -> None:
+        if kind is WatchEventType.BOOKMARK:
+            return
+        key = key_of(obj)
+        previous = self._cache.get(key)
+        if kind is WatchEventType.DELETED:
+            self._cache.pop(key, None)
+            self._notify(previous or obj, None)
+        else:
+            self._cache[key] = obj
+            self._notify(previous, obj)
+
+    def _notify(self, old: Obj | None, new: Obj | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(old, new)
+            except Exception:  # a handler bug must not stop the informer
+                log.exception("informer.handler_failed", kind=self.resource.kind)
+
+
+def _version(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
