@@ -10,7 +10,9 @@ from kray.controllers.raycluster.podview import PodView
 CONTAINER = {"name": "ray", "image": "rayproject/ray:2.60.0", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}
 
 
-def cluster(*, groups: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None, **spec: Any) -> RayCluster:
+def cluster(
+    *, groups: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None, **spec: Any
+) -> RayCluster:
     body: dict[str, Any] = {
         "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [CONTAINER]}}},
         "workerGroupSpecs": [
@@ -19,20 +21,50 @@ def cluster(*, groups: list[dict[str, Any]] | None = None, status: dict[str, Any
         ],
         **spec,
     }
-    manifest: dict[str, Any] = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "metadata": {"name": "c", "generation": 3}, "spec": body}
+    manifest: dict[str, Any] = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": {"name": "c", "generation": 3},
+        "spec": body,
+    }
     if status is not None:
         manifest["status"] = status
     return RayCluster.model_validate(manifest)
 
 
-def pod(name: str, *, group: str = "g", head: bool = False, phase: str = "Running", ready: bool = True,
-        deleting: bool = False, terminated: bool = False, restart_policy: str = "Always", ip: str = "10.0.0.1") -> PodView:
+def pod(
+    name: str,
+    *,
+    group: str = "g",
+    head: bool = False,
+    phase: str = "Running",
+    ready: bool = True,
+    deleting: bool = False,
+    terminated: bool = False,
+    restart_policy: str = "Always",
+    ip: str = "10.0.0.1",
+) -> PodView:
     return PodView(
-        name=name, node_type="head" if head else "worker", group="headgroup" if head else group, phase=phase,
-        ready=ready, deleting=deleting, restart_policy=restart_policy, ray_container_terminated=terminated,
-        waiting_reason="", terminated_reason="", ip=ip, requests={},
+        name=name,
+        node_type="head" if head else "worker",
+        group="headgroup" if head else group,
+        phase=phase,
+        ready=ready,
+        deleting=deleting,
+        restart_policy=restart_policy,
+        ray_container_terminated=terminated,
+        waiting_reason="",
+        terminated_reason="",
+        ip=ip,
+        requests={},
     )
 
 
 def condition(type_: str, status: str = "True") -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": type_, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": type_,
+        "message": "",
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }

@@ -63,7 +63,11 @@ def test_a_finished_head_is_deleted() -> None:
 
 
 def test_workers_to_delete_are_deleted_and_replaced_up_to_replicas() -> None:
-    spec = cluster(groups=[{"replicas": 2, "minReplicas": 0, "maxReplicas": 5, "scaleStrategy": {"workersToDelete": ["w1", "gone"]}}])
+    spec = cluster(
+        groups=[
+            {"replicas": 2, "minReplicas": 0, "maxReplicas": 5, "scaleStrategy": {"workersToDelete": ["w1", "gone"]}}
+        ]
+    )
     plan = plan_pods(cluster=spec, pods=[HEAD, pod("w1"), pod("w2")])
     assert plan.actions == (DeletePod("w1", "listed in scaleStrategy.workersToDelete"), CreateWorker("g", 1))
 
@@ -107,8 +111,12 @@ def test_desired_workers_clamps_and_multiplies_hosts(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    replicas=st.integers(0, 12), low=st.integers(0, 6), high=st.integers(0, 12), existing=st.integers(0, 12),
-    autoscaling=st.booleans(), doomed=st.lists(st.integers(0, 14), max_size=4),
+    replicas=st.integers(0, 12),
+    low=st.integers(0, 6),
+    high=st.integers(0, 12),
+    existing=st.integers(0, 12),
+    autoscaling=st.booleans(),
+    doomed=st.lists(st.integers(0, 14), max_size=4),
 )
 def test_applying_the_plan_reaches_the_bounds_and_is_then_a_no_op(
     replicas: int, low: int, high: int, existing: int, autoscaling: bool, doomed: list[int]
@@ -116,7 +124,14 @@ def test_applying_the_plan_reaches_the_bounds_and_is_then_a_no_op(
     high = max(low, high)
     to_delete = [f"w{i:02d}" for i in doomed]
     spec = cluster(
-        groups=[{"replicas": replicas, "minReplicas": low, "maxReplicas": high, "scaleStrategy": {"workersToDelete": to_delete}}],
+        groups=[
+            {
+                "replicas": replicas,
+                "minReplicas": low,
+                "maxReplicas": high,
+                "scaleStrategy": {"workersToDelete": to_delete},
+            }
+        ],
         enableInTreeAutoscaling=autoscaling,
     )
     pods = [HEAD, *(pod(f"w{i:02d}") for i in range(existing))]
@@ -127,7 +142,8 @@ def test_applying_the_plan_reaches_the_bounds_and_is_then_a_no_op(
     after = existing - len(deleted) + created
     target = max(low, min(replicas, high))
     if autoscaling:
-        assert after >= min(target, existing - len(deleted)) and created == max(0, target - (existing - len(deleted)))
+        assert after >= min(target, existing - len(deleted))
+        assert created == max(0, target - (existing - len(deleted)))
     else:
         assert after == target
     survivors = [pod(f"n{i:02d}") for i in range(after)]

@@ -9,8 +9,13 @@ from tests.controllers.raycluster.helpers import cluster, condition, pod
 
 NOW = "2026-11-25T12:00:00Z"
 LATER = "2026-11-25T12:05:00Z"
-HEADLESS = {"metadata": {"name": "c-head-svc"}, "spec": {"clusterIP": "None", "ports": [
-    {"name": "dashboard", "port": 8265, "targetPort": 8265}, {"name": "gcs-server", "port": 6379}]}}
+HEADLESS = {
+    "metadata": {"name": "c-head-svc"},
+    "spec": {
+        "clusterIP": "None",
+        "ports": [{"name": "dashboard", "port": 8265, "targetPort": 8265}, {"name": "gcs-server", "port": 6379}],
+    },
+}
 
 
 def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
@@ -33,16 +38,31 @@ def test_all_pods_ready_makes_it_ready_and_provisioned_and_sets_head_info() -> N
     assert status["stateTransitionTimes"] == {"ready": NOW}
     assert conditions(status)["RayClusterProvisioned"] == ("True", "AllPodRunningAndReadyFirstTime")
     assert conditions(status)["HeadPodReady"] == ("True", "HeadPodRunningAndReady")
-    assert status["head"] == {"podIP": "10.0.0.9", "podName": "c-head-x", "serviceIP": "10.0.0.9", "serviceName": "c-head-svc"}
+    assert status["head"] == {
+        "podIP": "10.0.0.9",
+        "podName": "c-head-x",
+        "serviceIP": "10.0.0.9",
+        "serviceName": "c-head-svc",
+    }
     assert status["endpoints"] == {"dashboard": "8265", "gcs-server": "6379"}
     assert status["observedGeneration"] == 3
 
 
 def test_state_is_sticky_and_provisioned_stays_true_after_a_worker_dies() -> None:
-    ready = compute_status(cluster=cluster(), pods=[pod("h", head=True), pod("w1"), pod("w2")], head_service=None,
-                           reconcile_error=None, now=NOW)
-    later = compute_status(cluster=cluster(status=ready), pods=[pod("h", head=True), pod("w1")], head_service=None,
-                           reconcile_error=None, now=LATER)
+    ready = compute_status(
+        cluster=cluster(),
+        pods=[pod("h", head=True), pod("w1"), pod("w2")],
+        head_service=None,
+        reconcile_error=None,
+        now=NOW,
+    )
+    later = compute_status(
+        cluster=cluster(status=ready),
+        pods=[pod("h", head=True), pod("w1")],
+        head_service=None,
+        reconcile_error=None,
+        now=LATER,
+    )
     assert later["state"] == "ready"
     assert later["readyWorkerReplicas"] == 1
     provisioned = next(c for c in later["conditions"] if c["type"] == "RayClusterProvisioned")
@@ -51,31 +71,61 @@ def test_state_is_sticky_and_provisioned_stays_true_after_a_worker_dies() -> Non
 
 
 def test_a_failed_pod_operation_sets_replica_failure() -> None:
-    status = compute_status(cluster=cluster(), pods=[], head_service=None,
-                            reconcile_error=("FailedCreateHeadPod", "port taken"), now=NOW)
+    status = compute_status(
+        cluster=cluster(), pods=[], head_service=None, reconcile_error=("FailedCreateHeadPod", "port taken"), now=NOW
+    )
     assert conditions(status)["ReplicaFailure"] == ("True", "FailedCreateHeadPod")
 
 
 def test_suspend_goes_suspending_then_suspended_then_back() -> None:
-    suspending = compute_status(cluster=cluster(suspend=True), pods=[pod("h", head=True)], head_service=None,
-                                reconcile_error=None, now=NOW)
+    suspending = compute_status(
+        cluster=cluster(suspend=True), pods=[pod("h", head=True)], head_service=None, reconcile_error=None, now=NOW
+    )
     assert conditions(suspending)["RayClusterSuspending"][0] == "True"
     assert conditions(suspending)["RayClusterSuspended"][0] == "False"
-    suspended = compute_status(cluster=cluster(suspend=True, status=suspending), pods=[], head_service=None,
-                               reconcile_error=None, now=LATER)
+    suspended = compute_status(
+        cluster=cluster(suspend=True, status=suspending), pods=[], head_service=None, reconcile_error=None, now=LATER
+    )
     assert conditions(suspended)["RayClusterSuspending"][0] == "False"
     assert conditions(suspended)["RayClusterSuspended"][0] == "True"
     assert suspended["state"] == "suspended"
     assert conditions(suspended)["RayClusterProvisioned"][0] == "False"
-    resumed = compute_status(cluster=cluster(suspend=False, status=suspended), pods=[], head_service=None,
-                             reconcile_error=None, now=LATER)
+    resumed = compute_status(
+        cluster=cluster(suspend=False, status=suspended), pods=[], head_service=None, reconcile_error=None, now=LATER
+    )
     assert conditions(resumed)["RayClusterSuspended"][0] == "False"
 
 
 def test_desired_resources_sum_head_and_raw_replicas_with_requests_over_limits() -> None:
-    spec = cluster(groups=[{"replicas": 3, "minReplicas": 0, "maxReplicas": 2, "template": {"spec": {"containers": [
-        {"name": "w", "image": "x", "resources": {"limits": {"cpu": "2", "nvidia.com/gpu": "1"}, "requests": {"cpu": "500m", "memory": "1Gi"}}}]}}}])
-    assert desired_resources(spec) == {"desiredCPU": "2500m", "desiredMemory": str(4 * 2**30), "desiredGPU": "3", "desiredTPU": "0"}
+    spec = cluster(
+        groups=[
+            {
+                "replicas": 3,
+                "minReplicas": 0,
+                "maxReplicas": 2,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "w",
+                                "image": "x",
+                                "resources": {
+                                    "limits": {"cpu": "2", "nvidia.com/gpu": "1"},
+                                    "requests": {"cpu": "500m", "memory": "1Gi"},
+                                },
+                            }
+                        ]
+                    }
+                },
+            }
+        ]
+    )
+    assert desired_resources(spec) == {
+        "desiredCPU": "2500m",
+        "desiredMemory": str(4 * 2**30),
+        "desiredGPU": "3",
+        "desiredTPU": "0",
+    }
 
 
 def test_endpoints_prefer_node_ports() -> None:
