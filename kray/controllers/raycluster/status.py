@@ -7,10 +7,11 @@ after it first turns True), ReplicaFailure and the atomic Suspending → Suspend
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
+from kray._ray.quantity import Quantity, QuantityError, format_quantity, parse_quantity
 from kray.api.v1.conditions import (
     ConditionStatus,
     RayClusterConditionReason,
@@ -258,73 +259,47 @@ def head_info(*, head: PodView | None, service: Mapping[str, Any] | None) -> dic
 
 def desired_resources(cluster: RayCluster) -> dict[str, str]:
     """desiredCPU/Memory/GPU/TPU: head + sum of group pod resources x replicas (raw) x numOfHosts."""
-    totals = {"cpu": 0.0, "memory": 0.0, "gpu": 0.0, "tpu": 0.0}
+    totals: dict[str, Quantity] = {}
     _add_template(totals, cluster.spec.head_group_spec.template, 1)
     for group in cluster.spec.worker_group_specs or ():
         if group.suspend:
             continue
         count = (group.replicas if group.replicas is not None else (group.min_replicas or 0)) * group.num_of_hosts
         _add_template(totals, group.template, count)
+    zero = Quantity(amount=Fraction(0))
     return {
-        "desiredCPU": _format_quantity(totals["cpu"]),
-        "desiredMemory": _format_quantity(totals["memory"]),
-        "desiredGPU": _format_quantity(totals["gpu"]),
-        "desiredTPU": _format_quantity(totals["tpu"]),
+        f"desired{name}": format_quantity(totals.get(key, zero))
+        for name, key in (("CPU", "cpu"), ("Memory", "memory"), ("GPU", "gpu"), ("TPU", "tpu"))
     }
 
 
-def _add_template(totals: dict[str, float], template: Mapping[str, Any], count: int) -> None:
+def _add_template(totals: dict[str, Quantity], template: Mapping[str, Any], count: int) -> None:
+    """Add one pod's resources (every container; requests win over limits) ``count`` times."""
     for container in (template.get("spec") or {}).get("containers") or ():
         resources = container.get("resources") or {}
-        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}  # requests win
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
         for key, value in merged.items():
-            amount = parse_quantity(value) * count
-            if key == "cpu":
-                totals["cpu"] += amount
-            elif key == "memory":
-                totals["memory"] += amount
-            elif key == "google.com/tpu":
-                totals["tpu"] += amount
-            elif key.endswith("gpu"):
-                totals["gpu"] += amount
+            bucket = _bucket(key)
+            if bucket is None:
+                continue
+            try:
+                amount = parse_quantity(value)
+            except QuantityError:
+                continue
+            previous = totals.get(bucket)
+            fmt = previous.format if previous is not None and not previous.is_zero() else amount.format
+            base = previous.amount if previous is not None else Fraction(0)
+            totals[bucket] = Quantity(amount=base + amount.amount * count, format=fmt)
 
 
-_SUFFIXES = {
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-    "n": 1e-9,
-    "u": 1e-6,
-    "m": 1e-3,
-    "": 1.0,
-    "k": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-}
-
-
-def parse_quantity(value: Any) -> float:
-    """A Kubernetes quantity as a number (``"500m"`` → 0.5, ``"2Gi"`` → 2147483648)."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    for suffix in sorted(_SUFFIXES, key=len, reverse=True):
-        if suffix and text.endswith(suffix):
-            return float(text[: -len(suffix)]) * _SUFFIXES[suffix]
-    return float(text)
-
-
-def _format_quantity(amount: float) -> str:
-    """Like resource.Quantity.String() for the values status carries: whole numbers or millis."""
-    if amount == int(amount):
-        return str(int(amount))
-    return f"{math.ceil(amount * 1000)}m"
+def _bucket(resource: str) -> str | None:
+    if resource in {"cpu", "memory"}:
+        return resource
+    if resource == "google.com/tpu":
+        return "tpu"
+    if resource.endswith("gpu"):
+        return "gpu"
+    return None
 
 
 def status_differs(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

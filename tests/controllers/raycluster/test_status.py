@@ -122,7 +122,7 @@ def test_desired_resources_sum_head_and_raw_replicas_with_requests_over_limits()
     )
     assert desired_resources(spec) == {
         "desiredCPU": "2500m",
-        "desiredMemory": str(4 * 2**30),
+        "desiredMemory": "4Gi",
         "desiredGPU": "3",
         "desiredTPU": "0",
     }
