@@ -87,7 +87,7 @@ def down() -> None:
 
 @k8s_app.command()
 def env() -> None:
-    """Print ``export KUBECONFIG=...`` for the running plane (use with ``eval``)."""
+    """Print "export KUBECONFIG=..." for the running plane (use with eval)."""
     state = detached.load()
     if state is None or not state.running():
         typer.echo("kray dev k8s: no control plane running; start one with `kray dev k8s up`", err=True)

@@ -28,6 +28,15 @@ app = typer.Typer(
 )
 
 EXIT_INVALID = 2
+
+
+def _add_dev_commands() -> None:
+    from kray.cli import dev
+
+    app.add_typer(dev.app, name="dev", help="Developer tools: a real Kubernetes control plane on loopback.")
+
+
+_add_dev_commands()
 MANIFEST_SUFFIXES = {".yaml", ".yml", ".json"}
 
 

@@ -25,6 +25,7 @@ from typing import TextIO
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_BUILD_TIMEOUT = 3600.0
+_QUIET = ("go: downloading ", "go: added ", "go: upgraded ", "go: finding ")  # log file only, not terminal
 
 
 class BuildError(RuntimeError):
@@ -105,7 +106,7 @@ def _run_streaming(argv: list[str], *, log: Path, echo: TextIO | None, timeout: 
                 out.write(line)
                 out.flush()
                 tail.append(line)
-                if echo is not None:
+                if echo is not None and not line.startswith(_QUIET):
                     echo.write(line)
                     echo.flush()
             rc = proc.wait()

@@ -33,11 +33,17 @@ from kray.dev.procs import ManagedProcess, ProcessSpec, StartupError, free_port,
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
+STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 
 @dataclass(frozen=True)
 class Options:
-    """What to run. ``tie_to_parent`` kills the processes if the launching process dies (off for CLI)."""
+    """What to run.
+
+    ``tie_to_parent`` kills the processes if the thread that started them dies (PDEATHSIG; off for the
+    detached CLI), so start and restart from a long-lived thread. ``workdir`` (default: a fresh temp dir)
+    is deleted by :meth:`ControlPlane.stop`.
+    """
 
     controller_manager: bool = True
     scheduler: bool = True
@@ -134,9 +140,9 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
-        """Stop every process (reverse start order), then remove the work dir."""
+        """Stop every process (clients first, etcd last), then remove the work dir. Idempotent."""
         errors: list[str] = []
-        for name in reversed(list(self.procs)):
+        for name in sorted(self.procs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1):
             try:
                 self.procs.pop(name).stop()
             except Exception as exc:  # keep going: never leave the others running

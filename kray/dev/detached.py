@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kray.dev.binaries import ensure_binaries
-from kray.dev.controlplane import ControlPlane, Options
+from kray.dev.controlplane import STOP_ORDER, ControlPlane, Options
 from kray.dev.procs import cmdline, processes_mentioning, stop_foreign_group
-
-STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
 
 
 @dataclass(frozen=True)
