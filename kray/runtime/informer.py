@@ -112,6 +112,8 @@ class Informer:
                 done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if nxt not in done:
                     nxt.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, StoreError):
+                        await nxt
                     return version
                 try:
                     event = nxt.result()

@@ -1,0 +1,189 @@
+"""The one place where local mode changes a KubeRay pod: ports and addresses. Pure.
+
+On Kubernetes every pod has its own IP, so KubeRay can use fixed ports (6379, 8265, 10001, 52365,
+8080) and a head Service DNS name. On one machine every "pod" shares 127.0.0.1, so:
+
+* cluster-wide ports (GCS, dashboard, Ray client) are chosen per cluster (:class:`ClusterPorts`),
+  the client port outside Ray's worker port range 10002-19999;
+* per-node ports (``dashboard-agent-listen-port``, ``metrics-export-port``, and the probes that
+  target them) are chosen per pod (:class:`NodePorts`), since a head and its workers share a host;
+* Ray binds to ``--node-ip-address=127.0.0.1`` and the dashboard to 127.0.0.1, and workers reach
+  the head at 127.0.0.1 instead of ``<cluster>-head-svc.<ns>.svc.cluster.local``;
+* token auth is always on: ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` (from the cluster's
+  Secret) in every Ray process, whatever the manifest says.
+
+Everything else of the pod — command, env, probes' shape, volumes — stays exactly as KubeRay builds
+it, so the local run exercises the same generated ``ray start`` line as the operator.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LOCAL_HOST = "127.0.0.1"
+AUTH_SECRET_KEY = "auth_token"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPorts:
+    gcs: int
+    dashboard: int
+    client: int
+    serve: int
+
+    def as_annotation(self) -> str:
+        return f"gcs={self.gcs},dashboard={self.dashboard},client={self.client},serve={self.serve}"
+
+    @classmethod
+    def from_annotation(cls, text: str) -> ClusterPorts:
+        values = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        return cls(
+            gcs=int(values["gcs"]),
+            dashboard=int(values["dashboard"]),
+            client=int(values["client"]),
+            serve=int(values["serve"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodePorts:
+    agent: int
+    metrics: int
+
+
+_KUBERAY_PORTS = {"gcs": 6379, "dashboard": 8265, "client": 10001, "serve": 8000, "agent": 52365, "metrics": 8080}
+
+
+def _set_flag(command: str, flag: str, value: str | None) -> str:
+    """Set ``--flag=value`` (or bare ``--flag`` when value is None) in a ``ray start`` command line."""
+    pattern = re.compile(rf"--{re.escape(flag)}(=\S*)?(?=\s|$)")
+    rendered = f"--{flag}" if value is None else f"--{flag}={value}"
+    if pattern.search(command):
+        return pattern.sub(rendered, command, count=1)
+    return re.sub(r"(ray start(?: --head)?)", rf"\1 {rendered}", command, count=1)
+
+
+def adjust_ray_start(command: str, *, head: bool, cluster: ClusterPorts, node: NodePorts) -> str:
+    """Rewrite the ports and addresses of one ``ray start`` command line for this machine."""
+    if "ray start" not in command:
+        return command
+    command = _set_flag(command, "node-ip-address", LOCAL_HOST)
+    command = _set_flag(command, "dashboard-agent-listen-port", str(node.agent))
+    command = _set_flag(command, "metrics-export-port", str(node.metrics))
+    if head:
+        command = _set_flag(command, "port", str(cluster.gcs))
+        command = _set_flag(command, "dashboard-host", LOCAL_HOST)
+        command = _set_flag(command, "dashboard-port", str(cluster.dashboard))
+        command = _set_flag(command, "ray-client-server-port", str(cluster.client))
+    else:
+        command = _set_flag(command, "address", f"{LOCAL_HOST}:{cluster.gcs}")
+    return command
+
+
+def _env_list(container: dict[str, Any]) -> list[dict[str, Any]]:
+    env = container.setdefault("env", [])
+    assert isinstance(env, list)
+    return env
+
+
+def _set_env(
+    container: dict[str, Any], name: str, value: str | None = None, *, source: Mapping[str, Any] | None = None
+) -> None:
+    env = _env_list(container)
+    entry: dict[str, Any] = (
+        {"name": name, "value": value} if source is None else {"name": name, "valueFrom": dict(source)}
+    )
+    for index, existing in enumerate(env):
+        if existing.get("name") == name:
+            env[index] = entry
+            return
+    env.append(entry)
+
+
+def _map_port(port: Any, mapping: Mapping[int, int]) -> Any:
+    return mapping.get(port, port) if isinstance(port, int) else port
+
+
+def _adjust_probe(probe: dict[str, Any] | None, mapping: Mapping[int, int]) -> None:
+    if not probe:
+        return
+    for handler in ("httpGet", "tcpSocket", "grpc"):
+        if handler in probe and "port" in probe[handler]:
+            probe[handler]["port"] = _map_port(probe[handler]["port"], mapping)
+    command = (probe.get("exec") or {}).get("command")
+    if command:
+        probe["exec"]["command"] = [_replace_localhost_ports(part, mapping) for part in command]
+
+
+def _replace_localhost_ports(text: str, mapping: Mapping[int, int]) -> str:
+    def repl(match: re.Match[str]) -> str:
+        port = int(match.group(2))
+        return f"{match.group(1)}:{mapping.get(port, port)}"
+
+    return re.sub(r"(localhost|127\.0\.0\.1):(\d+)", repl, text)
+
+
+def adjust_pod(
+    pod: Mapping[str, Any],
+    *,
+    head: bool,
+    cluster: ClusterPorts,
+    node: NodePorts,
+    auth_secret: str,
+) -> dict[str, Any]:
+    """A copy of a KubeRay pod, adjusted to run on this machine (see the module docstring)."""
+    out = copy.deepcopy(dict(pod))
+    spec = out.setdefault("spec", {})
+    mapping = {
+        _KUBERAY_PORTS["agent"]: node.agent,
+        _KUBERAY_PORTS["metrics"]: node.metrics,
+        _KUBERAY_PORTS["dashboard"]: cluster.dashboard,
+        _KUBERAY_PORTS["gcs"]: cluster.gcs,
+        _KUBERAY_PORTS["client"]: cluster.client,
+        _KUBERAY_PORTS["serve"]: cluster.serve,
+    }
+    containers = spec.get("containers") or []
+    auth = {"secretKeyRef": {"name": auth_secret, "key": AUTH_SECRET_KEY}}
+    for index, container in enumerate([*containers, *(spec.get("initContainers") or [])]):
+        is_ray = index == 0
+        args = container.get("args") or []
+        container["args"] = [adjust_ray_start(a, head=head, cluster=cluster, node=node) for a in args]
+        command = container.get("command") or []
+        container["command"] = [adjust_ray_start(c, head=head, cluster=cluster, node=node) for c in command]
+        container["args"] = [_retarget_health_check(a, cluster) for a in container["args"]]
+        for entry in container.get("env") or []:
+            if entry.get("name") == "KUBERAY_GEN_RAY_START_CMD" and "value" in entry:
+                entry["value"] = adjust_ray_start(entry["value"], head=head, cluster=cluster, node=node)
+        if is_ray or container.get("name") == "wait-gcs-ready":
+            _set_env(container, "RAY_ADDRESS", f"{LOCAL_HOST}:{cluster.gcs}")
+            _set_env(container, "RAY_PORT", str(cluster.gcs))
+            if not head:
+                _set_env(container, "FQ_RAY_IP", LOCAL_HOST)
+                _set_env(container, "RAY_IP", LOCAL_HOST)
+            _set_env(container, "RAY_AUTH_MODE", "token")
+            _set_env(container, "RAY_AUTH_TOKEN", source=auth)
+        for port in container.get("ports") or []:
+            port["containerPort"] = _map_port(port.get("containerPort"), mapping)
+        _adjust_probe(container.get("readinessProbe"), mapping)
+        _adjust_probe(container.get("livenessProbe"), mapping)
+        _adjust_probe(container.get("startupProbe"), mapping)
+    return out
+
+
+def _retarget_health_check(text: str, cluster: ClusterPorts) -> str:
+    """The wait-gcs-ready loop checks ``<fqdn>:<port>``; locally the head is 127.0.0.1."""
+    return re.sub(r"--address\s+\S+:\d+", f"--address {LOCAL_HOST}:{cluster.gcs}", text)
+
+
+def adjust_head_service(service: Mapping[str, Any], *, cluster: ClusterPorts) -> dict[str, Any]:
+    """The head Service with the cluster's local ports as target ports (so status.endpoints are true)."""
+    out = copy.deepcopy(dict(service))
+    mapping = {6379: cluster.gcs, 8265: cluster.dashboard, 10001: cluster.client, 8000: cluster.serve}
+    for port in (out.get("spec") or {}).get("ports") or []:
+        for key in ("port", "targetPort"):
+            port[key] = _map_port(port.get(key), mapping)
+    return out

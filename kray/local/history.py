@@ -1,0 +1,209 @@
+"""Job history: what ran, how it ended, and its full driver log, kept after the cluster is gone.
+
+KubeRay loses a job's logs with its cluster; kray's RayJob controller tells this observer about
+every status, and it records the job in ``history.sqlite`` and copies the driver log from Ray's
+dashboard into ``logs/<namespace>/<rayjob>/<submission id>.log`` while the job runs and once more
+when it ends (the final copy is complete, and marked so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from kray._ray.dashboard import AsyncDashboardClient
+from kray._ray.errors import DashboardError
+from kray.local.paths import LocalPaths
+from kray.store import Obj
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    uid TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    submission_id TEXT,
+    cluster TEXT,
+    entrypoint TEXT,
+    runtime_env TEXT,
+    submitter TEXT,
+    job_status TEXT,
+    deployment_status TEXT,
+    reason TEXT,
+    message TEXT,
+    created TEXT,
+    start_time TEXT,
+    end_time TEXT,
+    log_path TEXT,
+    log_complete INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs(namespace, name);
+"""
+
+_FIELDS = (
+    "uid",
+    "namespace",
+    "name",
+    "submission_id",
+    "cluster",
+    "entrypoint",
+    "runtime_env",
+    "submitter",
+    "job_status",
+    "deployment_status",
+    "reason",
+    "message",
+    "created",
+    "start_time",
+    "end_time",
+    "log_path",
+    "log_complete",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    uid: str
+    namespace: str
+    name: str
+    submission_id: str | None
+    cluster: str | None
+    entrypoint: str | None
+    runtime_env: str | None
+    submitter: str | None
+    job_status: str | None
+    deployment_status: str | None
+    reason: str | None
+    message: str | None
+    created: str | None
+    start_time: str | None
+    end_time: str | None
+    log_path: str | None
+    log_complete: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+class JobHistory:
+    def __init__(self, paths: LocalPaths) -> None:
+        self.paths = paths
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.paths.history, timeout=5.0)) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+
+    def records(self, *, namespace: str | None = None, name: str | None = None) -> list[JobRecord]:
+        query, args = "SELECT " + ", ".join(_FIELDS) + " FROM jobs", []
+        clauses = []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            args.append(namespace)
+        if name is not None:
+            clauses.append("name = ?")
+            args.append(name)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY created, start_time", args).fetchall()
+        return [JobRecord(*row) for row in rows]
+
+    def latest(self, *, namespace: str, name: str) -> JobRecord | None:
+        found = self.records(namespace=namespace, name=name)
+        return found[-1] if found else None
+
+    async def observe(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
+        meta = job["metadata"]
+        spec = job.get("spec") or {}
+        submission = status.get("jobId")
+        log_path = self.paths.job_log(meta["namespace"], meta["name"], submission) if submission else None
+        row = {
+            "uid": f"{meta['uid']}/{submission or '-'}",
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "submission_id": submission,
+            "cluster": status.get("rayClusterName"),
+            "entrypoint": spec.get("entrypoint"),
+            "runtime_env": spec.get("runtimeEnvYAML"),
+            "submitter": (meta.get("annotations") or {}).get("kray.io/submitter"),
+            "job_status": status.get("jobStatus"),
+            "deployment_status": status.get("jobDeploymentStatus"),
+            "reason": status.get("reason"),
+            "message": status.get("message"),
+            "created": meta.get("creationTimestamp"),
+            "start_time": status.get("startTime"),
+            "end_time": status.get("endTime"),
+            "log_path": str(log_path) if log_path else None,
+        }
+        await asyncio.to_thread(self._upsert, row)
+        if submission is None or log_path is None or dashboard is None:
+            return
+        terminal = status.get("jobStatus") in {"SUCCEEDED", "FAILED", "STOPPED"}
+        record = await asyncio.to_thread(self.latest_by_uid, row["uid"])
+        if record is not None and record.log_complete:
+            return
+        try:
+            text = await dashboard.get_job_logs(submission)
+        except DashboardError as error:
+            log.debug("history.logs_unavailable", job=meta["name"], error=str(error))
+            return
+        await asyncio.to_thread(_write_if_longer, log_path, text)
+        if terminal:
+            await asyncio.to_thread(self._mark_complete, row["uid"])
+
+    def latest_by_uid(self, uid: str) -> JobRecord | None:
+        with self._db() as db:
+            row = db.execute("SELECT " + ", ".join(_FIELDS) + " FROM jobs WHERE uid = ?", (uid,)).fetchone()
+        return JobRecord(*row) if row else None
+
+    def _upsert(self, row: dict[str, Any]) -> None:
+        columns = [k for k in row if k != "uid"]
+        updates = ", ".join(f"{c} = COALESCE(excluded.{c}, jobs.{c})" for c in columns)
+        with self._db() as db:
+            db.execute(
+                f"INSERT INTO jobs (uid, {', '.join(columns)}) VALUES (?, {', '.join('?' for _ in columns)}) "
+                f"ON CONFLICT(uid) DO UPDATE SET {updates}",
+                [row["uid"], *(row[c] for c in columns)],
+            )
+
+    def _mark_complete(self, uid: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE jobs SET log_complete = 1 WHERE uid = ?", (uid,))
+
+
+def _write_if_longer(path: Path, text: str) -> None:
+    """Ray's log endpoint returns the whole log: keep the longest copy (never truncate on a hiccup)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode()
+    if path.exists() and path.stat().st_size >= len(data):
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def submitter_identity() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def as_json(records: list[JobRecord]) -> str:
+    return json.dumps([r.as_dict() for r in records], indent=2)

@@ -1,0 +1,123 @@
+"""Resolve a container's environment as the kubelet would: values, fieldRefs, Secrets, ConfigMaps.
+
+Reads the Secrets and ConfigMaps it needs from the store; the result is a plain dict merged over
+the machine's own environment by the pod runner. Kubernetes' ``$(VAR)`` references are expanded.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kray.store import CONFIGMAP, SECRET, Obj, Store
+from kray.store.errors import NotFound
+
+LOCAL_POD_IP = "127.0.0.1"
+
+
+class EnvError(Exception):
+    """A required Secret/ConfigMap key is missing (the kubelet's CreateContainerConfigError)."""
+
+
+def _field(pod: Obj, path: str) -> str:
+    meta = pod.get("metadata") or {}
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
+    if match:
+        return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
+    simple = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": "localhost",
+        "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "default"),
+        "status.podIP": LOCAL_POD_IP,
+        "status.hostIP": LOCAL_POD_IP,
+        "status.podIPs": LOCAL_POD_IP,
+    }
+    return str(simple.get(path, ""))
+
+
+async def _key(store: Store, *, kind: str, namespace: str, ref: Mapping[str, Any]) -> str | None:
+    resource = SECRET if kind == "secret" else CONFIGMAP
+    try:
+        obj = await store.get(resource, str(ref.get("name", "")), namespace=namespace)
+    except NotFound:
+        if ref.get("optional"):
+            return None
+        raise EnvError(f"{kind} {ref.get('name')!r} not found") from None
+    key = str(ref.get("key", ""))
+    if kind == "secret":
+        data = obj.get("data") or {}
+        if key in data:
+            return base64.b64decode(data[key]).decode()
+        if key in (obj.get("stringData") or {}):
+            return str(obj["stringData"][key])
+    elif key in (obj.get("data") or {}):
+        return str(obj["data"][key])
+    if ref.get("optional"):
+        return None
+    raise EnvError(f"{kind} {ref.get('name')!r} has no key {key!r}")
+
+
+async def resolve_env(*, store: Store, pod: Obj, container: Mapping[str, Any]) -> dict[str, str]:
+    namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+    env: dict[str, str] = {}
+    for source in container.get("envFrom") or ():
+        prefix = str(source.get("prefix", ""))
+        for kind in ("configMapRef", "secretRef"):
+            ref = source.get(kind)
+            if not ref:
+                continue
+            resource = CONFIGMAP if kind == "configMapRef" else SECRET
+            try:
+                obj = await store.get(resource, str(ref.get("name", "")), namespace=namespace)
+            except NotFound:
+                if ref.get("optional"):
+                    continue
+                raise EnvError(f"{kind} {ref.get('name')!r} not found") from None
+            for key, raw in (obj.get("data") or {}).items():
+                env[prefix + key] = base64.b64decode(raw).decode() if resource is SECRET else str(raw)
+    for entry in container.get("env") or ():
+        name = str(entry.get("name", ""))
+        if "value" in entry:
+            env[name] = _expand(str(entry.get("value") or ""), env)
+            continue
+        source = entry.get("valueFrom") or {}
+        value: str | None = None
+        if "fieldRef" in source:
+            value = _field(pod, str(source["fieldRef"].get("fieldPath", "")))
+        elif "secretKeyRef" in source:
+            value = await _key(store, kind="secret", namespace=namespace, ref=source["secretKeyRef"])
+        elif "configMapKeyRef" in source:
+            value = await _key(store, kind="configmap", namespace=namespace, ref=source["configMapKeyRef"])
+        elif "resourceFieldRef" in source:
+            value = _resource_field(container, source["resourceFieldRef"])
+        if value is not None:
+            env[name] = value
+        elif name not in env:
+            env[name] = ""
+    return env
+
+
+def _resource_field(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+    resource = str(ref.get("resource", ""))
+    kind, _, name = resource.partition(".")
+    value = ((container.get("resources") or {}).get(kind) or {}).get(name)
+    return str(value) if value is not None else ""
+
+
+def _expand(value: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion (``$$`` escapes); unknown references stay as written."""
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", repl, value)
+
+
+def expand_args(args: list[str], env: Mapping[str, str]) -> list[str]:
+    return [_expand(a, env) for a in args]

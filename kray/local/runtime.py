@@ -1,0 +1,102 @@
+"""The local control plane: the embedded store, the shared controllers and the pod runner, wired.
+
+This is the one place that decides how local mode is assembled; the server process hosts it, and
+tests host it in-process. The controllers are the very ones the operator runs against Kubernetes;
+only the :class:`~kray.local.environment.LocalEnvironment` differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+import structlog
+
+from kray.api.rules import FeatureGates
+from kray.controllers.raycluster.reconcile import RayClusterReconciler
+from kray.controllers.rayjob.plan import Settings
+from kray.controllers.rayjob.reconcile import RayJobReconciler
+from kray.local.environment import LocalEnvironment
+from kray.local.history import JobHistory
+from kray.local.paths import LocalPaths
+from kray.local.podrunner import PodRunner, RunnerSettings
+from kray.local.ports import PortAllocator
+from kray.local.store import EmbeddedStore, open_embedded_store
+from kray.runtime.controller import Controller
+from kray.runtime.informer import Informer
+from kray.store import POD, RAYCLUSTER, RAYJOB
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class LocalControlPlane:
+    paths: LocalPaths
+    gates: FeatureGates = field(default_factory=FeatureGates)
+    job_settings: Settings = field(default_factory=Settings)
+    runner_settings: RunnerSettings | None = None
+    store: EmbeddedStore | None = None
+    history: JobHistory | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    runner: PodRunner | None = None
+    _runner_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.paths.ensure()
+        self.store = await open_embedded_store(self.paths.store)
+        self.history = JobHistory(self.paths)
+        ports = PortAllocator(self.paths.home)
+        environment = LocalEnvironment(ports=ports)
+        store = self.store
+
+        clusters = Informer(store, RAYCLUSTER)
+        jobs = Informer(store, RAYJOB)
+        pods = Informer(store, POD, label_selector="ray.io/is-ray-node=yes")
+
+        cluster_controller = Controller(
+            "raycluster",
+            RayClusterReconciler(store=store, environment=environment, gates=self.gates, requeue_idle=30.0),
+        )
+        cluster_controller.watches(clusters)
+        cluster_controller.owns(pods, owner_kind="RayCluster")
+
+        job_controller = Controller(
+            "rayjob",
+            RayJobReconciler(
+                store=store,
+                environment=environment,
+                gates=self.gates,
+                settings=self.job_settings,
+                observer=self.history,
+            ),
+        )
+        job_controller.watches(jobs)
+        job_controller.owns(clusters, owner_kind="RayJob")
+
+        settings = self.runner_settings or RunnerSettings(state_dir=self.paths.home)
+        self.runner = PodRunner(store=store, settings=settings, ports=ports)
+        stop = self._stop
+        self._tasks = [
+            asyncio.create_task(clusters.run(stop), name="informer-rayclusters"),
+            asyncio.create_task(jobs.run(stop), name="informer-rayjobs"),
+            asyncio.create_task(pods.run(stop), name="informer-pods"),
+            asyncio.create_task(cluster_controller.run(stop), name="controller-raycluster"),
+            asyncio.create_task(job_controller.run(stop), name="controller-rayjob"),
+        ]
+        self._runner_task = asyncio.create_task(self.runner.run(stop), name="pod-runner")
+        log.info("local.started", home=str(self.paths.home))
+
+    async def stop(self, *, kill_pods: bool = True) -> None:
+        """Stop everything; with ``kill_pods`` no Ray process is left behind."""
+        if self.runner is not None:
+            self.runner.kill_on_exit = kill_pods
+        self._stop.set()
+        tasks = [*self._tasks, *([self._runner_task] if self._runner_task else [])]
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=60)
+        if self.store is not None:
+            await self.store.close()
+        log.info("local.stopped")
