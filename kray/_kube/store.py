@@ -1,0 +1,261 @@
+"""The Kubernetes adapter of the :class:`~kray.store.Store` port: plain REST against an API server.
+
+Why raw REST and not lightkube's typed or generic resources: the port speaks plain JSON dicts, and
+every kind (core, batch, coordination, ray.io) is addressed the same way from its
+:class:`~kray.store.Resource`, so decoding into lightkube models only to turn them back into dicts
+would cost time and fidelity. lightkube still does what it is good at: reading the kubeconfig and
+building the authenticated ``httpx2.AsyncClient`` (TLS, tokens, exec plugins).
+
+Requests carry ``fieldValidation=Strict`` so unknown fields are refused (Invalid), as the embedded
+store's structural check does, instead of being silently pruned. There is no cache: every call is
+one request (a list is one request per page of ``page_size``). A watch re-issues its request from
+the last seen resourceVersion whenever the server ends it (``timeoutSeconds``); it requests
+bookmarks to keep that version fresh and does not yield them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx2
+from lightkube.config.client_adapter import AsyncClient as _authenticated_client
+from lightkube.config.client_adapter import ConnectionParams
+from lightkube.config.kubeconfig import KubeConfig, SingleConfig
+
+from kray._kube.errors import error_from_status, map_errors
+from kray.api.errors import FieldError
+from kray.store import Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
+from kray.store import meta as m
+from kray.store.errors import Invalid, Unavailable
+from kray.store.selectors import parse_selector
+
+_PROPAGATIONS = ("Background", "Foreground", "Orphan")
+_STRICT = {"fieldValidation": "Strict"}
+
+
+@dataclass(frozen=True, slots=True)
+class KubeSettings:
+    """Tunables of the Kubernetes adapter."""
+
+    request_timeout: float = 30.0
+    """Seconds for connect, write and read of an ordinary request."""
+    watch_timeout: int = 290
+    """``timeoutSeconds`` of each watch request; the adapter reconnects transparently after it."""
+    page_size: int = 500
+    """Items per list request (``limit``); pages are followed with ``continue``."""
+
+
+def _path(resource: Resource, *, namespace: str | None, name: str | None = None, status: bool = False) -> str:
+    parts = ["api", resource.version] if not resource.group else ["apis", resource.group, resource.version]
+    if resource.namespaced and namespace is not None:
+        parts += ["namespaces", quote(namespace, safe="")]
+    parts.append(resource.plural)
+    if name is not None:
+        parts.append(quote(name, safe=""))
+    if status:
+        parts.append("status")
+    return "/" + "/".join(parts)
+
+
+def _scope(resource: Resource, namespace: str | None) -> str | None:
+    if resource.namespaced and not namespace:
+        raise Invalid(f"{resource.kind} is namespaced: a namespace is required", [FieldError("metadata.namespace", "")])
+    return namespace if resource.namespaced else None
+
+
+def _identity(resource: Resource, obj: Obj, *, need_name: bool) -> tuple[str | None, str | None]:
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(meta, dict):
+        raise Invalid(f"a {resource.kind} needs metadata", [FieldError("metadata", "expected object")])
+    name = meta.get("name")
+    if need_name and (not isinstance(name, str) or not name):
+        raise Invalid(f"a {resource.kind} update needs metadata.name", [FieldError("metadata.name", "Required value")])
+    return _scope(resource, meta.get("namespace")), name if isinstance(name, str) else None
+
+
+def _with_type(resource: Resource, obj: Obj) -> Obj:
+    return {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+
+
+class KubeStore:
+    """:class:`~kray.store.Store` over a Kubernetes API server. Build with :meth:`from_kubeconfig`."""
+
+    def __init__(self, *, client: httpx2.AsyncClient, settings: KubeSettings | None = None) -> None:
+        self._client = client
+        self._settings = settings or KubeSettings()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: SingleConfig, *, settings: KubeSettings | None = None) -> KubeStore:
+        settings = settings or KubeSettings()
+        params = ConnectionParams(timeout=httpx2.Timeout(settings.request_timeout))
+        return cls(client=_authenticated_client(config, params), settings=settings)
+
+    @classmethod
+    def from_kubeconfig(
+        cls, path: Path | None = None, *, context: str | None = None, settings: KubeSettings | None = None
+    ) -> KubeStore:
+        """From a kubeconfig file (default: ``$KUBECONFIG``, ``~/.kube/config`` or in-cluster)."""
+        kubeconfig = KubeConfig.from_file(path) if path is not None else KubeConfig.from_env()
+        config = kubeconfig.get(context_name=context)
+        if config is None:
+            raise Invalid(f"kubeconfig {path or '(environment)'} has no context {context or '(current)'}", [])
+        return cls.from_config(config, settings=settings)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        content = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        with map_errors():
+            response = await self._client.request(method, path, params=params, content=content, headers=headers)
+            response.raise_for_status()
+        return response.json()
+
+    # ---- Store ---------------------------------------------------------------------------------------
+    async def create(self, resource: Resource, obj: Obj) -> Obj:
+        namespace, _ = _identity(resource, obj, need_name=False)
+        path = _path(resource, namespace=namespace)
+        created: Obj = await self._call(
+            "POST", path, params={"fieldValidation": "Strict"}, body=_with_type(resource, obj)
+        )
+        return created
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None) -> Obj:
+        found: Obj = await self._call("GET", _path(resource, namespace=_scope(resource, namespace), name=name))
+        return found
+
+    async def list(
+        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> ObjectList:
+        parse_selector(label_selector)  # refuse a bad selector the same way the embedded store does
+        params = {"limit": str(self._settings.page_size)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        path = _path(resource, namespace=namespace if resource.namespaced else None)
+        items: list[Obj] = []
+        version = ""
+        while True:
+            page = await self._call("GET", path, params=params)
+            version = version or str(page["metadata"].get("resourceVersion", ""))
+            items += [_with_type(resource, item) for item in page.get("items") or []]
+            token = page["metadata"].get("continue")
+            if not token:
+                return ObjectList(items=items, resource_version=version)
+            params["continue"] = token
+
+    async def _update(self, resource: Resource, obj: Obj, *, status: bool) -> Obj:
+        namespace, name = _identity(resource, obj, need_name=True)
+        path = _path(resource, namespace=namespace, name=name, status=status)
+        updated: Obj = await self._call(
+            "PUT", path, params={"fieldValidation": "Strict"}, body=_with_type(resource, obj)
+        )
+        return updated
+
+    async def replace(self, resource: Resource, obj: Obj) -> Obj:
+        return await self._update(resource, obj, status=False)
+
+    async def replace_status(self, resource: Resource, obj: Obj) -> Obj:
+        return await self._update(resource, obj, status=True)
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None,
+        patch: Obj,
+        subresource: Literal["status"] | None = None,
+    ) -> Obj:
+        path = _path(resource, namespace=_scope(resource, namespace), name=name, status=subresource == "status")
+        patched: Obj = await self._call(
+            "PATCH",
+            path,
+            params=_STRICT,
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+        return patched
+
+    async def delete(
+        self, resource: Resource, name: str, *, namespace: str | None, propagation: Propagation = "Background"
+    ) -> None:
+        if propagation not in _PROPAGATIONS:
+            raise Invalid(
+                f"unknown propagationPolicy {propagation!r}", [FieldError("propagationPolicy", "unsupported")]
+            )
+        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        await self._call("DELETE", _path(resource, namespace=_scope(resource, namespace), name=name), body=options)
+
+    def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        resource_version: str,
+    ) -> AsyncIterator[WatchEvent]:
+        m.parse_resource_version(resource_version)
+        parse_selector(label_selector)
+        return self._watch(resource, namespace, label_selector, resource_version)
+
+    async def _watch(
+        self, resource: Resource, namespace: str | None, label_selector: str | None, version: str
+    ) -> AsyncIterator[WatchEvent]:
+        settings = self._settings
+        path = _path(resource, namespace=namespace if resource.namespaced else None)
+        timeout = httpx2.Timeout(settings.request_timeout, read=settings.watch_timeout + settings.request_timeout)
+        while not self._closed:
+            params = {
+                "watch": "1",
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(settings.watch_timeout),
+                "resourceVersion": version,
+            }
+            if label_selector:
+                params["labelSelector"] = label_selector
+            try:
+                async for event in self._stream(path, params=params, timeout=timeout):
+                    obj = event.get("object") or {}
+                    if event.get("type") == "ERROR":
+                        raise error_from_status(obj)
+                    version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                    if event.get("type") != "BOOKMARK":
+                        yield WatchEvent(WatchEventType(event["type"]), obj)
+            except Unavailable:
+                if self._closed:
+                    return
+                raise
+
+    async def _stream(self, path: str, *, params: dict[str, str], timeout: httpx2.Timeout) -> AsyncIterator[Any]:
+        """The decoded lines of one watch request, until the server ends it."""
+        with map_errors():
+            async with self._client.stream("GET", path, params=params, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+
+    async def close(self) -> None:
+        """Close the HTTP client; watches end at their next reconnect."""
+        self._closed = True
+        await self._client.aclose()
+
+    async def __aenter__(self) -> KubeStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
