@@ -30,13 +30,20 @@ app = typer.Typer(
 EXIT_INVALID = 2
 
 
-def _add_dev_commands() -> None:
-    from kray.cli import dev
+def _add_subcommands() -> None:
+    from kray.cli import dev, jobs, local
 
+    app.add_typer(jobs.job_app, name="job")
+    app.command()(local.apply)
+    app.command()(local.get)
+    app.command()(local.describe)
+    app.command()(local.delete)
+    app.command()(jobs.logs)
+    app.command()(local.dashboard)
+    app.add_typer(local.server_app, name="server")
     app.add_typer(dev.app, name="dev", help="Developer tools: a real Kubernetes control plane on loopback.")
 
 
-_add_dev_commands()
 MANIFEST_SUFFIXES = {".yaml", ".yml", ".json"}
 
 
@@ -158,6 +165,9 @@ def version() -> None:
     typer.echo(f"kray {__version__}")
     typer.echo("ray.io API: v1 (KubeRay v1.7 compatible)")
     typer.echo(f"Kubernetes schemas: {KUBERNETES_VERSION}")
+
+
+_add_subcommands()
 
 
 def main() -> None:

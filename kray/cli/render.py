@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
 from kray.api.manifest import Outcome
 
 
@@ -23,3 +29,117 @@ def summary_line(outcomes: list[Outcome]) -> str:
     if skipped:
         parts.append(f"{skipped} skipped")
     return ", ".join(parts)
+
+
+# -- tables of local-mode objects --------------------------------------------------------------------
+
+
+def age(timestamp: str | None, *, now: datetime) -> str:
+    """kubectl's compact age: 45s, 3m, 2h, 5d."""
+    if not timestamp:
+        return "-"
+    then = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _table(columns: list[str]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    return table
+
+
+def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool = False) -> Table:
+    columns = ["NAME", "DESIRED WORKERS", "AVAILABLE WORKERS", "CPUS", "MEMORY", "GPUS", "STATUS", "AGE"]
+    if wide:
+        columns += ["NAMESPACE", "HEAD POD IP", "DASHBOARD"]
+    table = _table(columns)
+    for cluster in clusters:
+        meta, status = cluster["metadata"], cluster.get("status") or {}
+        row = [
+            meta["name"],
+            str(status.get("desiredWorkerReplicas", 0)),
+            str(status.get("availableWorkerReplicas", 0)),
+            str(status.get("desiredCPU", "-")),
+            str(status.get("desiredMemory", "-")),
+            str(status.get("desiredGPU", "-")),
+            status.get("state") or "provisioning",
+            age(meta.get("creationTimestamp"), now=now),
+        ]
+        if wide:
+            endpoints = status.get("endpoints") or {}
+            row += [
+                meta.get("namespace", ""),
+                (status.get("head") or {}).get("podIP", "-"),
+                f"127.0.0.1:{endpoints['dashboard']}" if "dashboard" in endpoints else "-",
+            ]
+        table.add_row(*row)
+    return table
+
+
+def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Live RayJobs first, then finished ones only history remembers (their RayJob is gone)."""
+    rows: list[dict[str, str]] = []
+    live = set()
+    for job in jobs:
+        meta, status = job["metadata"], job.get("status") or {}
+        live.add((meta.get("namespace"), meta["name"], status.get("jobId")))
+        rows.append(
+            {
+                "name": meta["name"],
+                "namespace": meta.get("namespace", ""),
+                "submission": status.get("jobId") or "-",
+                "job_status": status.get("jobStatus") or "-",
+                "deployment": status.get("jobDeploymentStatus") or "-",
+                "cluster": status.get("rayClusterName") or "-",
+                "start": status.get("startTime") or "",
+                "end": status.get("endTime") or "",
+                "created": meta.get("creationTimestamp") or "",
+                "entrypoint": (job.get("spec") or {}).get("entrypoint") or "",
+            }
+        )
+    for record in history:
+        key = (record["namespace"], record["name"], record["submission_id"])
+        if key in live or not record["submission_id"]:
+            continue
+        rows.append(
+            {
+                "name": record["name"],
+                "namespace": record["namespace"],
+                "submission": record["submission_id"],
+                "job_status": record["job_status"] or "-",
+                "deployment": (record["deployment_status"] or "-") + " (history)",
+                "cluster": record["cluster"] or "-",
+                "start": record["start_time"] or "",
+                "end": record["end_time"] or "",
+                "created": record["created"] or "",
+                "entrypoint": record["entrypoint"] or "",
+            }
+        )
+    return rows
+
+
+def job_table(rows: list[dict[str, str]], *, now: datetime, wide: bool = False) -> Table:
+    columns = ["NAME", "JOB STATUS", "DEPLOYMENT STATUS", "RAY CLUSTER", "START TIME", "END TIME", "AGE"]
+    if wide:
+        columns += ["NAMESPACE", "SUBMISSION ID", "ENTRYPOINT"]
+    table = _table(columns)
+    for row in rows:
+        cells = [
+            row["name"],
+            row["job_status"],
+            row["deployment"],
+            row["cluster"],
+            row["start"] or "-",
+            row["end"] or "-",
+            age(row["created"], now=now),
+        ]
+        if wide:
+            entry = row["entrypoint"].strip().splitlines()[0] if row["entrypoint"].strip() else ""
+            cells += [row["namespace"], row["submission"], entry[:60]]
+        table.add_row(*cells)
+    return table

@@ -16,7 +16,7 @@ class LocalPaths:
     @classmethod
     def default(cls) -> LocalPaths:
         override = os.environ.get("KRAY_HOME")
-        return cls(Path(override) if override else platformdirs.user_state_path("kray"))
+        return cls((Path(override) if override else platformdirs.user_state_path("kray")).resolve())
 
     def ensure(self) -> LocalPaths:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)

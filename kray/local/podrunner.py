@@ -37,6 +37,8 @@ from kray.store.errors import NotFound, StoreError
 
 log = structlog.get_logger(__name__)
 
+HOME_ENV = "KRAY_LOCAL_HOME"
+"""Every pod process carries its state dir, so ``kray server stop`` can sweep orphans."""
 PID_ANNOTATION = "kray.io/pid"
 CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
 TAG_ANNOTATION = "kray.io/process-tag"
@@ -228,7 +230,7 @@ class PodTask:
         resolved = await resolve_env(store=self.store, pod=self.pod, container=container)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
         base["PATH"] = f"{self.settings.bin_dir}{os.pathsep}{base.get('PATH', '')}"
-        return {**base, **resolved}
+        return {**base, **resolved, HOME_ENV: str(self.settings.state_dir)}
 
     def _log(self, container: dict[str, Any]) -> Path:
         return self.dir / f"{container.get('name', 'container')}.log"

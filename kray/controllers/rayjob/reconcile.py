@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import secrets
 import string
 from collections.abc import Callable
@@ -179,7 +180,7 @@ class RayJobReconciler:
                 values["ray_job_missing"] = True
             except DashboardError as error:
                 values["dashboard_error"] = str(error)
-        return Observed(**{**observed.__dict__, **values}), dashboard
+        return dataclasses.replace(observed, **values), dashboard
 
     async def _head_service(self, cluster: RayCluster) -> Obj | None:
         name = head_service_name(cluster.metadata.name or "")

@@ -1,0 +1,282 @@
+"""Local-mode commands: server, apply, get, describe, delete, logs, dashboard.
+
+Each command is thin: it reads arguments, talks to the local server through the Store protocol
+(:class:`~kray.local.server.client.HttpStore`), and renders with :mod:`kray.cli.render`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+
+from kray.cli.client import local_paths, with_store
+from kray.local.server.client import HttpStore
+from kray.store import EVENT, RAYCLUSTER, RAYJOB, Resource
+from kray.store.errors import AlreadyExists, NotFound, StoreError
+
+server_app = typer.Typer(
+    help="The local control-plane server (started on demand by other commands).", no_args_is_help=True
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+EXIT_INVALID = 2
+
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the object.")]
+Output = Annotated[str, typer.Option("--output", "-o", help="table (default), wide, yaml or json.")]
+
+KINDS: dict[str, Resource] = {
+    "cluster": RAYCLUSTER,
+    "clusters": RAYCLUSTER,
+    "raycluster": RAYCLUSTER,
+    "rayclusters": RAYCLUSTER,
+    "job": RAYJOB,
+    "jobs": RAYJOB,
+    "rayjob": RAYJOB,
+    "rayjobs": RAYJOB,
+}
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def resource(kind: str) -> Resource:
+    try:
+        return KINDS[kind.lower()]
+    except KeyError:
+        raise fail(f"unknown kind {kind!r}; expected clusters or jobs", EXIT_INVALID) from None
+
+
+# -- server ----------------------------------------------------------------------------------------------
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the local server (no-op when it already runs)."""
+    from kray.local.server.launcher import ensure_server
+
+    info = ensure_server(local_paths())
+    out.print(f"kray server running (pid {info.pid}) at {info.url}; state in {local_paths().home}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the server and every Ray process it started."""
+    from kray.local.server.launcher import stop_server
+
+    swept = stop_server(local_paths())
+    suffix = f"; swept {len(swept)} orphaned process(es)" if swept else ""
+    out.print(f"kray server stopped{suffix}")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the server runs, and where."""
+    from kray.local.server.launcher import server_status as status
+
+    info = status(local_paths())
+    if info is None:
+        out.print("kray server: not running")
+        raise typer.Exit(3)
+    out.print(f"kray server: running (pid {info.pid}) at {info.url}; state in {local_paths().home}")
+
+
+# -- objects ---------------------------------------------------------------------------------------------
+
+
+def load_manifests(filenames: list[str]) -> list[dict[str, Any]]:
+    """Validated ray.io manifests from files (exit 2 with every error otherwise; nothing is created)."""
+    from kray.api.manifest import validate_bytes
+    from kray.cli.render import outcome_lines
+
+    objects: list[dict[str, Any]] = []
+    failed = False
+    for name in filenames:
+        data = sys.stdin.buffer.read() if name == "-" else _read(name)
+        report = validate_bytes(data, source=name)
+        for outcome in report.outcomes:
+            if outcome.errors:
+                failed = True
+                for line in outcome_lines(outcome)[1]:
+                    err.print(line, highlight=False, markup=False)
+            elif outcome.obj is not None:
+                objects.append(outcome.obj.to_dict())
+    if failed:
+        raise typer.Exit(EXIT_INVALID)
+    if not objects:
+        raise fail("no ray.io objects in the given files", EXIT_INVALID)
+    return objects
+
+
+def _read(name: str) -> bytes:
+    try:
+        return Path(name).read_bytes()
+    except OSError as error:
+        raise fail(f"{name}: cannot read: {error.strerror or error}", EXIT_INVALID) from None
+
+
+def apply(
+    filenames: Annotated[list[str], typer.Option("--filename", "-f", help="Manifest file(s), or - for stdin.")],
+    namespace: Namespace = "default",
+) -> None:
+    """Create or update RayClusters and RayJobs in local mode."""
+    objects = load_manifests(filenames)
+
+    async def run(store: HttpStore) -> list[str]:
+        done = []
+        for obj in objects:
+            kind = RAYCLUSTER if obj["kind"] == "RayCluster" else RAYJOB if obj["kind"] == "RayJob" else None
+            if kind is None:
+                done.append(f"{obj['kind']}/{obj['metadata']['name']} skipped: local mode runs RayClusters and RayJobs")
+                continue
+            obj["metadata"].setdefault("namespace", namespace)
+            try:
+                await store.create(kind, obj)
+                done.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} created")
+            except AlreadyExists:
+                current = await store.get(kind, obj["metadata"]["name"], namespace=obj["metadata"]["namespace"])
+                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+                obj["metadata"] = {**current["metadata"], **obj["metadata"]}
+                await store.replace(kind, obj)
+                done.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} configured")
+        return done
+
+    for line in _call(run):
+        out.print(line, highlight=False)
+
+
+def _call(action: Any) -> Any:
+    try:
+        return with_store(action)
+    except StoreError as error:
+        raise fail(str(error)) from None
+
+
+def get(
+    kind: Annotated[str, typer.Argument(help="clusters or jobs")],
+    name: Annotated[str | None, typer.Argument(help="Only this object.")] = None,
+    namespace: Namespace = "default",
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    output: Output = "table",
+) -> None:
+    """List RayClusters or RayJobs (jobs include finished ones whose RayJob is gone)."""
+    from kray.cli.render import cluster_table, job_rows, job_table
+
+    target = resource(kind)
+    ns = None if all_namespaces else namespace
+
+    async def run(store: HttpStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        items = (await store.list(target, namespace=ns)).items
+        if name:
+            items = [i for i in items if i["metadata"]["name"] == name]
+        history: list[dict[str, Any]] = []
+        if target is RAYJOB:
+            params = {k: v for k, v in (("namespace", ns), ("name", name)) if v}
+            history = await store.request("GET", "/kray/v1/history/jobs", params=params)
+        return items, history
+
+    items, history = _call(run)
+    if output in {"yaml", "json"}:
+        payload: Any = items if not name else (items[0] if items else None)
+        if payload is None:
+            raise fail(f"{kind} {name!r} not found")
+        text = json.dumps(payload, indent=2) if output == "json" else yaml.safe_dump(payload, sort_keys=False)
+        out.print(text, highlight=False, markup=False)
+        return
+    now = datetime.now(UTC)
+    if target is RAYCLUSTER:
+        if not items:
+            err.print(f"No RayClusters found in {ns or 'any namespace'}.")
+            return
+        out.print(cluster_table(items, now=now, wide=output == "wide"))
+    else:
+        rows = job_rows(items, history)
+        if not rows:
+            err.print(f"No RayJobs found in {ns or 'any namespace'}.")
+            return
+        out.print(job_table(rows, now=now, wide=output == "wide"))
+
+
+def describe(
+    kind: Annotated[str, typer.Argument(help="cluster or job")],
+    name: Annotated[str, typer.Argument()],
+    namespace: Namespace = "default",
+) -> None:
+    """Show an object, its status and its recent events."""
+    target = resource(kind)
+
+    async def run(store: HttpStore) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        obj = await store.get(target, name, namespace=namespace)
+        events = [
+            e
+            for e in (await store.list(EVENT, namespace=namespace)).items
+            if (e.get("involvedObject") or {}).get("uid") == obj["metadata"].get("uid")
+        ]
+        return obj, events
+
+    obj, events = _call(run)
+    out.print(yaml.safe_dump(obj, sort_keys=False), highlight=False, markup=False)
+    out.print("Events:", style="bold")
+    for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
+        out.print(
+            f"  {event.get('lastTimestamp')}  {event.get('type'):<8} {event.get('reason'):<22} {event.get('message')}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def delete(
+    kind: Annotated[str, typer.Argument(help="cluster or job")],
+    name: Annotated[str, typer.Argument()],
+    namespace: Namespace = "default",
+    wait: Annotated[bool, typer.Option(help="Wait until it and its Ray processes are gone.")] = True,
+) -> None:
+    """Delete a RayCluster or RayJob; its pods (Ray processes) go with it. Job history stays."""
+    target = resource(kind)
+
+    async def run(store: HttpStore) -> None:
+        import asyncio
+
+        try:
+            await store.delete(target, name, namespace=namespace, propagation="Foreground")
+        except NotFound:
+            raise fail(f"{kind} {name!r} not found") from None
+        deadline = time.monotonic() + 120
+        while wait and time.monotonic() < deadline:
+            try:
+                await store.get(target, name, namespace=namespace)
+            except NotFound:
+                return
+            await asyncio.sleep(0.5)
+
+    _call(run)
+    out.print(f"{target.kind.lower()}/{name} deleted", highlight=False)
+
+
+def dashboard(
+    cluster: Annotated[str, typer.Argument(help="RayCluster name")],
+    namespace: Namespace = "default",
+) -> None:
+    """Print the dashboard URL of a local cluster and how to authenticate."""
+
+    async def run(store: HttpStore) -> dict[str, str]:
+        result: dict[str, str] = await store.request("GET", f"/kray/v1/clusters/{namespace}/{cluster}/access")
+        return result
+
+    access = _call(run)
+    out.print(f"Dashboard:  {access['dashboard']}", highlight=False)
+    out.print(f"Ray client: {access['client']}", highlight=False)
+    out.print(f"Token file: {access['token_file']} (mode 0600)", highlight=False)
+    out.print("Ray token auth is on. For the Ray CLI and SDK:", highlight=False)
+    out.print(f"  export RAY_AUTH_MODE=token RAY_AUTH_TOKEN=$(cat {access['token_file']})", highlight=False)
+    out.print(f"  ray job list --address {access['dashboard']}", highlight=False)
+    out.print("In a browser, the dashboard asks for the token on first visit.", highlight=False)

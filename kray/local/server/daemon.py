@@ -1,0 +1,102 @@
+"""The local server process: ``python -m kray.local.server.daemon --home DIR``.
+
+Holds an exclusive lock on ``server.lock`` (one server per state dir), hosts the local control
+plane, serves the API on 127.0.0.1 (a random port, written to ``server.json``), and on SIGTERM
+stops every pod's processes before it exits. The API token is ``server.token`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from kray.local.paths import LocalPaths
+from kray.local.runtime import LocalControlPlane
+from kray.local.server.api import build_app
+from kray.local.server.routes import build_routes
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after serving, which would kill us before the pods are stopped:
+    here a signal only asks the server to exit, and :func:`serve` then stops every pod."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True
+
+
+def read_or_create_token(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token)
+        return token
+
+
+async def serve(paths: LocalPaths, token: str) -> None:
+    plane = LocalControlPlane(paths=paths)
+    await plane.start()
+    assert plane.store is not None
+    assert plane.history is not None
+    app = build_app(
+        store=plane.store, token=token, extra_routes=build_routes(store=plane.store, history=plane.history, paths=paths)
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_exit)
+    info = {"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}
+    tmp = paths.server_info.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info))
+    tmp.replace(paths.server_info)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        paths.server_info.unlink(missing_ok=True)
+        await plane.stop(kill_pods=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kray-server")
+    parser.add_argument("--home", type=Path, required=True)
+    args = parser.parse_args(argv)
+    paths = LocalPaths(args.home.resolve()).ensure()
+    lock = paths.lock.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"kray server: another server already runs for {paths.home}", file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    token = read_or_create_token(paths.token)
+    asyncio.run(serve(paths, token))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

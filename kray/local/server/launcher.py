@@ -1,0 +1,133 @@
+"""Start, find and stop the local server from the CLI (another process).
+
+``ensure_server`` starts one on demand and waits until its API answers; ``stop_server`` asks it to
+stop (SIGTERM: it kills every pod's processes), escalates to SIGKILL, and then sweeps any process
+still tagged with this state dir — so ``kray server stop`` leaves no Ray process behind even when
+the server had been killed with -9 and its pods' processes were orphaned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import psutil
+
+from kray.local.paths import LocalPaths
+from kray.local.podrunner import HOME_ENV
+from kray.local.procs import tail
+
+
+class ServerError(Exception):
+    """The local server could not be started, reached or stopped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    pid: int
+    url: str
+    token: str
+
+
+def _read_info(paths: LocalPaths) -> ServerInfo | None:
+    try:
+        data = json.loads(paths.server_info.read_text())
+        token = paths.token.read_text().strip()
+    except (FileNotFoundError, ValueError):
+        return None
+    return ServerInfo(pid=int(data["pid"]), url=str(data["url"]), token=token)
+
+
+def _healthy(info: ServerInfo) -> bool:
+    try:
+        return httpx2.get(f"{info.url}/healthz", timeout=2.0).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
+def server_status(paths: LocalPaths) -> ServerInfo | None:
+    info = _read_info(paths)
+    if info is None or not psutil.pid_exists(info.pid) or not _healthy(info):
+        return None
+    return info
+
+
+def ensure_server(paths: LocalPaths, *, timeout: float = 60.0) -> ServerInfo:
+    found = server_status(paths)
+    if found is not None:
+        return found
+    paths.ensure()
+    env = {**os.environ, "KRAY_HOME": str(paths.home)}
+    with paths.server_log.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kray.local.server.daemon", "--home", str(paths.home)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = server_status(paths)
+        if info is not None:
+            return info
+        if process.poll() is not None:
+            # Lost a race with another starter: use theirs.
+            info = server_status(paths)
+            if info is not None:
+                return info
+            raise ServerError(f"the kray server exited ({process.returncode}):\n{tail(paths.server_log, 20)}")
+        time.sleep(0.1)
+    raise ServerError(f"the kray server did not answer within {timeout:.0f}s; see {paths.server_log}")
+
+
+def stop_server(paths: LocalPaths, *, timeout: float = 90.0) -> list[int]:
+    """Stop the server and every process it started; returns the pids the final sweep had to kill."""
+    info = _read_info(paths)
+    if info is not None and psutil.pid_exists(info.pid):
+        try:
+            os.kill(info.pid, signal.SIGTERM)
+            psutil.Process(info.pid).wait(timeout=timeout)
+        except psutil.TimeoutExpired:
+            os.kill(info.pid, signal.SIGKILL)
+        except (ProcessLookupError, psutil.NoSuchProcess):
+            pass
+    paths.server_info.unlink(missing_ok=True)
+    return sweep(paths)
+
+
+def sweep(paths: LocalPaths) -> list[int]:
+    """Kill every process tagged with this state dir (orphans of a server killed with -9)."""
+    home = str(paths.home)
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(HOME_ENV) == home:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    for proc in found:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(found, timeout=10)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(alive, timeout=5)
+    return sorted(p.pid for p in found)
+
+
+def token_path(paths: LocalPaths) -> Path:
+    return paths.token

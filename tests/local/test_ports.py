@@ -1,0 +1,131 @@
+"""The port allocator: bind-tested, outside Ray's worker range, and agreed on across processes."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kray.local import errors, ports
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_free_port_is_bindable() -> None:
+    assert bindable(ports.free_port())
+
+
+def test_default_range_avoids_worker_and_ephemeral_ports(tmp_path: Path) -> None:
+    allocator = ports.PortAllocator(tmp_path)
+    block = allocator.allocate(10, owner="cluster-a")
+    low, _ = ports.ephemeral_range()
+    assert len(set(block)) == 10
+    for port in block:
+        assert ports.DEFAULT_LOW <= port < low
+        assert port not in ports.RAY_WORKER_PORTS
+        assert bindable(port)
+    assert allocator.reservations() == dict.fromkeys(block, "cluster-a")
+
+
+def test_worker_range_is_always_excluded(tmp_path: Path) -> None:
+    allocator = ports.PortAllocator(tmp_path, low=9990, high=20005, rng=random.Random(0))
+    block = allocator.allocate(10, owner="x")  # 18 candidates: 9990-10001 and 20000-20005
+    assert all(p < 10002 or p > 19999 for p in block)
+    assert len(set(block)) == 10
+
+
+def test_a_bound_port_is_skipped(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        allocator = ports.PortAllocator(tmp_path, low=taken, high=taken + 3)
+        block = allocator.allocate(2, owner="x")
+    assert taken not in block
+
+
+def test_a_port_bound_on_loopback_only_is_skipped(tmp_path: Path) -> None:
+    # Ray binds some ports on 127.0.0.1 and others on every address: both must count as taken.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert not ports.port_is_free(taken)
+
+
+def test_exhaustion_raises_and_keeps_nothing(tmp_path: Path) -> None:
+    allocator = ports.PortAllocator(tmp_path, low=29000, high=29004)
+    first = allocator.allocate(3, owner="a")
+    with pytest.raises(errors.PortsExhausted):
+        allocator.allocate(3, owner="b")
+    assert set(allocator.reservations()) == set(first)  # b's partial claim was rolled back
+
+
+def test_release_frees_only_the_owners_ports(tmp_path: Path) -> None:
+    allocator = ports.PortAllocator(tmp_path, low=29100, high=29119)
+    a = allocator.allocate(4, owner="a")
+    b = allocator.allocate(4, owner="b")
+    assert not set(a) & set(b)
+    assert allocator.release("a") == sorted(a)
+    assert set(allocator.reservations()) == set(b)
+    assert allocator.release("a") == []
+    again = allocator.allocate(16, owner="c")  # a's ports are usable again
+    assert set(a) <= set(again)
+
+
+def test_allocators_sharing_a_state_dir_agree(tmp_path: Path) -> None:
+    one = ports.PortAllocator(tmp_path, low=29200, high=29209, rng=random.Random(1))
+    block = one.allocate(5, owner="one")
+    # Forget this process's in-memory set, as another process would not have it: the files must suffice.
+    ports._in_process.difference_update(block)
+    two = ports.PortAllocator(tmp_path, low=29200, high=29209, rng=random.Random(1))
+    assert not set(block) & set(two.allocate(5, owner="two"))
+
+
+CONCURRENT = """
+    import json, sys
+    from pathlib import Path
+    from kray.local.ports import PortAllocator
+    allocator = PortAllocator(Path(sys.argv[1]), low=29300, high=29459)
+    print(json.dumps([allocator.allocate(5, owner=sys.argv[2]) for _ in range(10)]))
+"""
+
+
+def test_concurrent_processes_never_hand_out_the_same_port(tmp_path: Path) -> None:
+    code = textwrap.dedent(CONCURRENT)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), f"p{i}"], stdout=subprocess.PIPE, text=True)
+        for i in range(3)
+    ]
+    handed_out: list[int] = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0
+        handed_out += [port for block in json.loads(out) for port in block]
+    assert len(handed_out) == 150
+    assert len(set(handed_out)) == 150
+    reservations = ports.PortAllocator(tmp_path, low=29300, high=29459).reservations()
+    assert sorted(reservations) == sorted(handed_out)
+
+
+def test_bad_arguments(tmp_path: Path) -> None:
+    allocator = ports.PortAllocator(tmp_path, low=29500, high=29510)
+    with pytest.raises(ValueError, match="count"):
+        allocator.allocate(0, owner="x")
+    with pytest.raises(ValueError, match="owner"):
+        allocator.allocate(1, owner="")
+    with pytest.raises(ValueError, match="no usable ports"):
+        ports.PortAllocator(tmp_path, low=10005, high=10010)
