@@ -34,19 +34,22 @@ class ClusterPorts:
     dashboard: int
     client: int
     serve: int
+    dashboard_metrics: int
+    """The head dashboard's own metrics port (Ray's default 44227 on 0.0.0.0 would clash across clusters)."""
+    autoscaler_metrics: int
+    """Likewise the autoscaler's (default 44217)."""
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return ("gcs", "dashboard", "client", "serve", "dashboard_metrics", "autoscaler_metrics")
 
     def as_annotation(self) -> str:
-        return f"gcs={self.gcs},dashboard={self.dashboard},client={self.client},serve={self.serve}"
+        return ",".join(f"{name}={getattr(self, name)}" for name in self.names())
 
     @classmethod
     def from_annotation(cls, text: str) -> ClusterPorts:
         values = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-        return cls(
-            gcs=int(values["gcs"]),
-            dashboard=int(values["dashboard"]),
-            client=int(values["client"]),
-            serve=int(values["serve"]),
-        )
+        return cls(*(int(values[name]) for name in cls.names()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,9 @@ def adjust_pod(
                 _set_env(container, "RAY_IP", LOCAL_HOST)
             _set_env(container, "RAY_AUTH_MODE", "token")
             _set_env(container, "RAY_AUTH_TOKEN", source=auth)
+            if head:
+                _set_env(container, "DASHBOARD_METRIC_PORT", str(cluster.dashboard_metrics))
+                _set_env(container, "AUTOSCALER_METRIC_PORT", str(cluster.autoscaler_metrics))
         for port in container.get("ports") or []:
             port["containerPort"] = _map_port(port.get("containerPort"), mapping)
         _adjust_probe(container.get("readinessProbe"), mapping)

@@ -41,8 +41,8 @@ class LocalEnvironment:
         annotations = meta.get("annotations") or {}
         if PORTS_ANNOTATION in annotations:
             return None
-        gcs, dashboard, client, serve = self.ports.allocate(4, owner=cluster_owner(meta["namespace"], meta["name"]))
-        chosen = ClusterPorts(gcs=gcs, dashboard=dashboard, client=client, serve=serve)
+        owner = cluster_owner(meta["namespace"], meta["name"])
+        chosen = ClusterPorts(*self.ports.allocate(len(ClusterPorts.names()), owner=owner))
         updated = {
             **cluster,
             "metadata": {**meta, "annotations": {**annotations, PORTS_ANNOTATION: chosen.as_annotation()}},
