@@ -219,9 +219,7 @@ BAD_INPUT = [
         ["binary file"],
         id="utf-16",
     ),
-    pytest.param(
-        b"apiVersion: \xff\xfe ray.io/v1\n", "", ["not UTF-8 text (byte 12 is invalid)"], id="invalid-utf-8"
-    ),
+    pytest.param(b"apiVersion: \xff\xfe ray.io/v1\n", "", ["not UTF-8 text (byte 12 is invalid)"], id="invalid-utf-8"),
     pytest.param(b"kind: RayJob\nname: caf\xe9\n", "", ["not UTF-8 text"], id="latin-1"),
     pytest.param(b"", "", ["empty: no manifest found"], id="empty-file"),
     pytest.param(b"   \n\n  \n", "", ["empty"], id="whitespace-only"),
