@@ -284,7 +284,9 @@ class AsyncDashboardClient(_Base):
         while True:
             try:
                 with _map_http_errors(request, base_url=self._base_url, secrets=self._secrets):
-                    response = await self._http.request(request.method, request.path, json=request.json)
+                    response = await self._http.request(
+                        request.method, request.path, json=request.json, content=request.content
+                    )
                 return self._check(request, response)
             except errors.DashboardUnavailable as exc:
                 delay = next(delays, None)
@@ -298,6 +300,10 @@ class AsyncDashboardClient(_Base):
 
     async def list_jobs(self) -> list[JobInfo]:
         return protocol.parse_job_list(await self._send(protocol.build_list_jobs_request()))
+
+    async def upload_package(self, uri: str, data: bytes) -> None:
+        """Upload a zipped working dir as ``gcs://_ray_pkg_<hash>.zip`` (then name it in runtime_env)."""
+        await self._send(protocol.build_upload_package_request(uri, data))
 
     async def submit_job(self, submission: JobSubmission) -> str:
         """Submit; returns the submission id. Raises :class:`JobAlreadyExists` for a used id."""

@@ -103,6 +103,8 @@ class DashboardRequest:
     """Safe to resend after a transport error or 5xx: only idempotent GETs are."""
     job_id: str | None = None
     """The job this call is about, so a 404 becomes :class:`JobNotFound` (or a duplicate submit id)."""
+    content: bytes | None = None
+    """A raw body (package uploads) instead of ``json``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,14 @@ def build_get_serve_applications_request() -> DashboardRequest:
     return DashboardRequest(
         "serve_applications", "GET", "/api/serve/applications/?api_type=declarative", retryable=True
     )
+
+
+def build_upload_package_request(uri: str, data: bytes) -> DashboardRequest:
+    """``PUT /api/packages/gcs/<name>``: what ``ray job submit --working-dir`` does before submitting."""
+    protocol, sep, name = uri.partition("://")
+    if protocol != "gcs" or not sep or not re.fullmatch(r"_ray_pkg_[0-9a-f]+\.zip", name):
+        raise ValueError(f"not a Ray GCS package URI: {uri!r}")
+    return DashboardRequest("upload_package", "PUT", f"/api/packages/gcs/{name}", content=data)
 
 
 def build_put_serve_applications_request(config: Mapping[str, Any]) -> DashboardRequest:

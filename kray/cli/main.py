@@ -31,7 +31,9 @@ EXIT_INVALID = 2
 
 
 def _add_subcommands() -> None:
-    from kray.cli import dev, jobs, local
+    from kray.cli import dev, jobs, local, submit
+
+    del submit  # registers `kray job submit` on jobs.job_app
 
     app.add_typer(jobs.job_app, name="job")
     app.command()(local.apply)
