@@ -1,0 +1,108 @@
+"""Local mode's only changes to a KubeRay pod: ports, addresses and token auth (kray/local/adjust.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kray.local.adjust import ClusterPorts, NodePorts, adjust_head_service, adjust_pod, adjust_ray_start
+
+CLUSTER = ClusterPorts(
+    gcs=30001, dashboard=30002, client=30003, serve=30004, dashboard_metrics=30005, autoscaler_metrics=30006
+)
+NODE = NodePorts(agent=31001, metrics=31002)
+HEAD_LINE = (
+    "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}; ray start --head  --block  --dashboard-agent-listen-port=52365 "
+    " --dashboard-host=0.0.0.0  --metrics-export-port=8080  --num-cpus=1 "
+)
+WORKER_LINE = (
+    "ulimit -n ${RAY_START_ULIMIT_OPEN_FILES:-65536}; ray start  --address=c-head-svc.default.svc.cluster.local:6379 "
+    " --block  --dashboard-agent-listen-port=52365  --metrics-export-port=8080  --num-cpus=1 "
+)
+
+
+def test_head_line_gets_local_ports_and_loopback_addresses() -> None:
+    line = adjust_ray_start(HEAD_LINE, head=True, cluster=CLUSTER, node=NODE)
+    for flag in (
+        "--port=30001",
+        "--dashboard-port=30002",
+        "--ray-client-server-port=30003",
+        "--dashboard-agent-listen-port=31001",
+        "--metrics-export-port=31002",
+        "--dashboard-host=127.0.0.1",
+        "--node-ip-address=127.0.0.1",
+        "--num-cpus=1",
+        "--block",
+    ):
+        assert flag in line
+    assert "0.0.0.0" not in line
+    assert "52365" not in line
+
+
+def test_worker_line_points_at_the_local_head() -> None:
+    line = adjust_ray_start(WORKER_LINE, head=False, cluster=CLUSTER, node=NODE)
+    assert "--address=127.0.0.1:30001" in line
+    assert "svc.cluster.local" not in line
+    assert "--dashboard-port" not in line
+
+
+def test_user_commands_without_ray_start_are_untouched() -> None:
+    assert adjust_ray_start("python serve.py", head=True, cluster=CLUSTER, node=NODE) == "python serve.py"
+
+
+def pod(*, head: bool, env: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    container = {
+        "name": "ray",
+        "command": ["/bin/bash", "-c", "--"],
+        "args": [HEAD_LINE if head else WORKER_LINE],
+        "env": env or [{"name": "RAY_ADDRESS", "value": "c-head-svc.default.svc.cluster.local:6379"}],
+        "ports": [{"name": "dashboard", "containerPort": 8265}, {"name": "metrics", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/api/healthz", "port": 52365}},
+        "livenessProbe": {
+            "exec": {"command": ["bash", "-c", "wget -q -O- http://localhost:52365/api/local_raylet_healthz"]}
+        },
+    }
+    return {"metadata": {"name": "p"}, "spec": {"containers": [container]}}
+
+
+def env_of(adjusted: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in adjusted["spec"]["containers"][0]["env"]}
+
+
+def test_every_pod_gets_token_auth_from_the_cluster_secret_even_if_the_manifest_says_nothing() -> None:
+    env = env_of(adjust_pod(pod(head=True), head=True, cluster=CLUSTER, node=NODE, auth_secret="c"))
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert env["RAY_AUTH_TOKEN"] == {"secretKeyRef": {"name": "c", "key": "auth_token"}}
+    assert env["RAY_ADDRESS"] == "127.0.0.1:30001"
+    assert env["DASHBOARD_METRIC_PORT"] == "30005"
+    assert env["AUTOSCALER_METRIC_PORT"] == "30006"
+
+
+def test_probes_and_container_ports_follow_the_moved_ports() -> None:
+    adjusted = adjust_pod(pod(head=True), head=True, cluster=CLUSTER, node=NODE, auth_secret="c")
+    container = adjusted["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["port"] == 31001
+    assert "localhost:31001" in container["livenessProbe"]["exec"]["command"][2]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"dashboard": 30002, "metrics": 31002}
+
+
+def test_the_input_pod_is_not_mutated() -> None:
+    original = pod(head=False)
+    adjust_pod(original, head=False, cluster=CLUSTER, node=NODE, auth_secret="c")
+    assert original == pod(head=False)
+
+
+def test_head_service_targets_the_local_ports() -> None:
+    service = {
+        "spec": {
+            "ports": [
+                {"name": "gcs-server", "port": 6379, "targetPort": 6379},
+                {"name": "dashboard", "port": 8265, "targetPort": 8265},
+            ]
+        }
+    }
+    ports = adjust_head_service(service, cluster=CLUSTER)["spec"]["ports"]
+    assert [(p["port"], p["targetPort"]) for p in ports] == [(30001, 30001), (30002, 30002)]
+
+
+def test_cluster_ports_round_trip_through_their_annotation() -> None:
+    assert ClusterPorts.from_annotation(CLUSTER.as_annotation()) == CLUSTER
