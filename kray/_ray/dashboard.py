@@ -43,11 +43,11 @@ from kray._ray.dashboard_protocol import (
     AUTH_HEADER,
     DashboardRequest,
     JobInfo,
-    JobStatus,
     JobSubmission,
     RetryPolicy,
     VersionInfo,
 )
+from kray.api.v1.enums import JobStatus
 
 __all__ = [
     "DEFAULT_RETRY",

@@ -22,28 +22,14 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from kray._ray import errors
+from kray.api.v1.enums import JobStatus
 
 AUTH_HEADER = "x-ray-authorization"
 """The header KubeRay sends the token in (Ray also accepts ``Authorization``, which proxies may eat)."""
-
-
-class JobStatus(StrEnum):
-    """Ray's job states (``ray.dashboard.modules.job.common.JobStatus``)."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    STOPPED = "STOPPED"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-
-    def is_terminal(self) -> bool:
-        """True once the job can no longer change state."""
-        return self in (JobStatus.STOPPED, JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +267,8 @@ def _job_info(data: Any) -> JobInfo:
     raw_status = data.get("status")
     try:
         status = JobStatus(raw_status)
+        if status is JobStatus.NEW:
+            raise ValueError(raw_status)
     except ValueError:
         raise _bad(what, f"unknown job status {raw_status!r}") from None
     return JobInfo(

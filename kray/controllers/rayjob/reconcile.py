@@ -27,7 +27,7 @@ from kray._ray.errors import DashboardError, JobAlreadyExists, JobNotFound
 from kray.api.errors import ManifestError
 from kray.api.manifest import parse_object
 from kray.api.rules import FeatureGates, check_rayjob
-from kray.api.v1.enums import JobDeploymentStatus, JobStatus, ManagedBy
+from kray.api.v1.enums import JobDeploymentStatus, ManagedBy
 from kray.api.v1.raycluster import RayCluster
 from kray.api.v1.rayjob import RayJob
 from kray.controllers import events
@@ -173,9 +173,7 @@ class RayJobReconciler:
         if job_id and dashboard is not None and (deployment == JobDeploymentStatus.RUNNING.value or deleting):
             try:
                 info = await dashboard.get_job(job_id)
-                values["ray_job"] = RayJobInfo(
-                    JobStatus(info.status.value), info.message or "", info.start_time, info.end_time
-                )
+                values["ray_job"] = RayJobInfo(info.status, info.message or "", info.start_time, info.end_time)
             except JobNotFound:
                 values["ray_job_missing"] = True
             except DashboardError as error:
