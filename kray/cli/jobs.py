@@ -40,11 +40,22 @@ def _phase_line(job: dict[str, Any], cluster: dict[str, Any] | None, pods: list[
         ready = sum(1 for p in workers if _ready(p))
         desired = (cluster.get("status") or {}).get("desiredWorkerReplicas", len(workers))
         head = "head ready" if heads and _ready(heads[0]) else "head starting"
-        return f"provisioning: {head}, workers ready {ready}/{desired}"
+        problems = sorted({reason for p in pods if (reason := _waiting_reason(p))})
+        suffix = f" ({', '.join(problems)})" if problems else ""
+        return f"provisioning: {head}, workers ready {ready}/{desired}{suffix}"
     if deployment == "Running":
         ray_status = status.get("jobStatus") or "submitting"
         return f"job {status.get('jobId')}: {ray_status}"
     return f"{deployment}"
+
+
+def _waiting_reason(pod: dict[str, Any]) -> str | None:
+    """``<pod>: CrashLoopBackOff`` and the like: why a pod's container is not running, if it says."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or ():
+        reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
+        if reason and reason != "ContainerCreating":
+            return f"{pod['metadata']['name']}: {reason}"
+    return None
 
 
 def _ready(pod: dict[str, Any]) -> bool:

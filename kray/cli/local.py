@@ -19,7 +19,7 @@ from rich.console import Console
 
 from kray.cli.client import local_paths, with_store
 from kray.local.server.client import HttpStore
-from kray.store import EVENT, RAYCLUSTER, RAYJOB, Resource
+from kray.store import EVENT, POD, RAYCLUSTER, RAYJOB, Resource
 from kray.store.errors import AlreadyExists, NotFound, StoreError
 
 server_app = typer.Typer(
@@ -214,17 +214,24 @@ def describe(
     """Show an object, its status and its recent events."""
     target = resource(kind)
 
-    async def run(store: HttpStore) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def run(store: HttpStore) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         obj = await store.get(target, name, namespace=namespace)
         events = [
             e
             for e in (await store.list(EVENT, namespace=namespace)).items
             if (e.get("involvedObject") or {}).get("uid") == obj["metadata"].get("uid")
         ]
-        return obj, events
+        pods = []
+        if target is RAYCLUSTER:
+            pods = (await store.list(POD, namespace=namespace, label_selector=f"ray.io/cluster={name}")).items
+        return obj, events, pods
 
-    obj, events = _call(run)
+    obj, events, pods = _call(run)
     out.print(yaml.safe_dump(obj, sort_keys=False), highlight=False, markup=False)
+    if pods:
+        out.print("Pods:", style="bold")
+        for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+            out.print(f"  {_pod_line(pod)}", highlight=False, markup=False)
     out.print("Events:", style="bold")
     for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
         out.print(
@@ -232,6 +239,21 @@ def describe(
             highlight=False,
             markup=False,
         )
+
+
+def _pod_line(pod: dict[str, Any]) -> str:
+    """name, node type, phase, readiness, restarts, and why a container is not running (as kubectl shows it)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    node_type = (meta.get("labels") or {}).get("ray.io/node-type", "?")
+    containers = status.get("containerStatuses") or [{}]
+    ray = containers[0]
+    state = ray.get("state") or {}
+    why = (state.get("waiting") or state.get("terminated") or {}).get("reason") or ""
+    message = ((state.get("waiting") or state.get("terminated") or {}).get("message") or "").strip().splitlines()
+    phase = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "Pending")
+    line = f"{meta['name']:<40} {node_type:<7} {phase:<11} ready={bool(ray.get('ready'))!s:<5} "
+    line += f"restarts={ray.get('restartCount', 0):<3} {why}"
+    return f"{line}: {message[-1]}" if why and message else line
 
 
 def delete(

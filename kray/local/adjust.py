@@ -70,11 +70,20 @@ def _set_flag(command: str, flag: str, value: str | None) -> str:
     return re.sub(r"(ray start(?: --head)?)", rf"\1 {rendered}", command, count=1)
 
 
-def adjust_ray_start(command: str, *, head: bool, cluster: ClusterPorts, node: NodePorts) -> str:
-    """Rewrite the ports and addresses of one ``ray start`` command line for this machine."""
+def adjust_ray_start(
+    command: str, *, head: bool, cluster: ClusterPorts, node: NodePorts, temp_dir: str | None = None
+) -> str:
+    """Rewrite the ports and addresses of one ``ray start`` command line for this machine.
+
+    ``temp_dir`` (``--temp-dir``, unless the manifest sets one) keeps each cluster's Ray state apart: every
+    ``ray start`` writes ``<temp dir>/ray_current_cluster``, and Ray's job supervisor gives each driver the
+    address found there (``RAY_ADDRESS=auto``), so clusters sharing ``/tmp/ray`` run each other's jobs.
+    """
     if "ray start" not in command:
         return command
     command = _set_flag(command, "node-ip-address", LOCAL_HOST)
+    if temp_dir and not re.search(r"--temp-dir(=|\s|$)", command):
+        command = _set_flag(command, "temp-dir", temp_dir)
     command = _set_flag(command, "dashboard-agent-listen-port", str(node.agent))
     command = _set_flag(command, "metrics-export-port", str(node.metrics))
     if head:
@@ -137,6 +146,7 @@ def adjust_pod(
     cluster: ClusterPorts,
     node: NodePorts,
     auth_secret: str,
+    temp_dir: str | None = None,
 ) -> dict[str, Any]:
     """A copy of a KubeRay pod, adjusted to run on this machine (see the module docstring)."""
     out = copy.deepcopy(dict(pod))
@@ -154,13 +164,19 @@ def adjust_pod(
     for index, container in enumerate([*containers, *(spec.get("initContainers") or [])]):
         is_ray = index == 0
         args = container.get("args") or []
-        container["args"] = [adjust_ray_start(a, head=head, cluster=cluster, node=node) for a in args]
+        container["args"] = [
+            adjust_ray_start(a, head=head, cluster=cluster, node=node, temp_dir=temp_dir) for a in args
+        ]
         command = container.get("command") or []
-        container["command"] = [adjust_ray_start(c, head=head, cluster=cluster, node=node) for c in command]
+        container["command"] = [
+            adjust_ray_start(c, head=head, cluster=cluster, node=node, temp_dir=temp_dir) for c in command
+        ]
         container["args"] = [_retarget_health_check(a, cluster) for a in container["args"]]
         for entry in container.get("env") or []:
             if entry.get("name") == "KUBERAY_GEN_RAY_START_CMD" and "value" in entry:
-                entry["value"] = adjust_ray_start(entry["value"], head=head, cluster=cluster, node=node)
+                entry["value"] = adjust_ray_start(
+                    entry["value"], head=head, cluster=cluster, node=node, temp_dir=temp_dir
+                )
         if is_ray or container.get("name") == "wait-gcs-ready":
             _set_env(container, "RAY_ADDRESS", f"{LOCAL_HOST}:{cluster.gcs}")
             _set_env(container, "RAY_PORT", str(cluster.gcs))

@@ -8,15 +8,19 @@ itself is :mod:`kray.local.adjust`.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from kray._ray.start import RayPorts
 from kray.api.v1.raycluster import RayCluster
 from kray.controllers.common.options import DEFAULT_OPTIONS, PodBuildOptions
 from kray.local.adjust import LOCAL_HOST, ClusterPorts, NodePorts, adjust_head_service, adjust_pod
+from kray.local.podrunner import FINALIZER as POD_FINALIZER
 from kray.local.ports import PortAllocator
 from kray.store import RAYCLUSTER, Obj, Store
 
@@ -70,11 +74,24 @@ class LocalEnvironment:
             cluster=self.cluster_ports(cluster),
             node=node,
             auth_secret=auth_secret or f"{cluster.metadata.name}",
+            temp_dir=str(self.ray_temp_dir(cluster)),
         )
-        annotations = adjusted.setdefault("metadata", {}).setdefault("annotations", {})
+        metadata = adjusted.setdefault("metadata", {})
+        annotations = metadata.setdefault("annotations", {})
         annotations[NODE_PORTS_ANNOTATION] = f"agent={agent},metrics={metrics}"
         annotations[PORT_OWNER_ANNOTATION] = owner
+        metadata["finalizers"] = [*(metadata.get("finalizers") or []), POD_FINALIZER]
         return adjusted
+
+    def ray_temp_dir(self, cluster: RayCluster) -> Path:
+        """The cluster's own Ray temp dir (its nodes share it, no other cluster does).
+
+        Short, because Ray's Unix socket paths (``<temp dir>/session_<date>_<pid>/sockets/plasma_store.N``)
+        must stay under 108 bytes; the parent is private to this user.
+        """
+        root = Path(tempfile.gettempdir()) / f"kray-{os.getuid()}"
+        root.mkdir(mode=0o700, exist_ok=True)
+        return root / (cluster.metadata.uid or cluster.metadata.name or "cluster").replace("-", "")[:12]
 
     def customize_service(self, *, cluster: RayCluster, service: Obj) -> Obj:
         return adjust_head_service(service, cluster=self.cluster_ports(cluster))

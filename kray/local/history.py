@@ -131,9 +131,11 @@ class JobHistory:
         meta = job["metadata"]
         spec = job.get("spec") or {}
         submission = status.get("jobId")
-        log_path = self.paths.job_log(meta["namespace"], meta["name"], submission) if submission else None
+        if not submission:
+            return  # no Ray job yet (New, Retrying, Suspended, ...): nothing to remember, no phantom row
+        log_path = self.paths.job_log(meta["namespace"], meta["name"], submission)
         row = {
-            "uid": f"{meta['uid']}/{submission or '-'}",
+            "uid": f"{meta['uid']}/{submission}",
             "namespace": meta["namespace"],
             "name": meta["name"],
             "submission_id": submission,
@@ -148,10 +150,10 @@ class JobHistory:
             "created": meta.get("creationTimestamp"),
             "start_time": status.get("startTime"),
             "end_time": status.get("endTime"),
-            "log_path": str(log_path) if log_path else None,
+            "log_path": str(log_path),
         }
         await asyncio.to_thread(self._upsert, row)
-        if submission is None or log_path is None or dashboard is None:
+        if dashboard is None:
             return
         terminal = status.get("jobStatus") in {"SUCCEEDED", "FAILED", "STOPPED"}
         record = await asyncio.to_thread(self.latest_by_uid, row["uid"])

@@ -43,6 +43,10 @@ PID_ANNOTATION = "kray.io/pid"
 CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
 TAG_ANNOTATION = "kray.io/process-tag"
 PORT_OWNER_ANNOTATION = "kray.io/port-owner"
+FINALIZER = "kray.io/pod-runner"
+"""Set on every pod local mode creates: a deleted pod stays (Terminating, with a deletionTimestamp) until the
+runner has stopped its processes, as the kubelet's graceful deletion keeps a pod until its containers are
+gone. Without it a suspended or deleted cluster would read as gone while its Ray processes still run."""
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
 
 
@@ -120,6 +124,8 @@ class PodRunner:
                 await task.stop()
                 if self.ports is not None and task.port_owner:
                     self.ports.release(task.port_owner)
+            if pod is not None:
+                await self._finish_deletion(pod, stopped=task is not None)
             return
         if task is not None or (pod.get("status") or {}).get("phase") in {"Succeeded", "Failed"}:
             return
@@ -130,6 +136,26 @@ class PodRunner:
         task = PodTask(store=self.store, pod=pod, settings=self.settings)
         self.tasks[key] = task
         task.start()
+
+    async def _finish_deletion(self, pod: Obj, *, stopped: bool) -> None:
+        """A deleting pod's processes are stopped: let it go (stopping first what a previous runner left)."""
+        meta = pod["metadata"]
+        finalizers = meta.get("finalizers") or []
+        if FINALIZER not in finalizers:
+            return
+        if not stopped:
+            leftover = PodTask(store=self.store, pod=pod, settings=self.settings)
+            handle = leftover._adopt()
+            if handle is not None:
+                await asyncio.to_thread(procs.terminate_tree, handle, grace=self.settings.grace)
+            owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
+            if self.ports is not None and owner:
+                self.ports.release(owner)
+        remaining = [f for f in finalizers if f != FINALIZER]
+        with contextlib.suppress(NotFound):
+            await self.store.patch(
+                POD, meta["name"], namespace=meta.get("namespace"), patch={"metadata": {"finalizers": remaining}}
+            )
 
 
 class PodTask:

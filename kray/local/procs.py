@@ -179,6 +179,13 @@ def terminate_tree(
     )
 
 
+def members(handle: ProcessHandle) -> list[psutil.Process]:
+    """Every live process of the handle's tree, as :func:`terminate_tree` finds them (descendants, session,
+    group and tag: Ray renames its agents and workers with setproctitle, which can clobber the environment
+    that ``/proc`` shows, so the tag alone does not find them)."""
+    return list(_members(handle).values())
+
+
 def tail(log_path: Path, lines: int = 40) -> str:
     """The last ``lines`` lines of a log (reads only the end of the file); empty if there is no log."""
     if lines <= 0:

@@ -15,7 +15,7 @@ from typing import NewType
 
 import structlog
 
-from kray.store import Obj, Resource, Store, WatchEventType
+from kray.store import Obj, Resource, Store, WatchEvent, WatchEventType
 from kray.store.errors import Gone, StoreError
 from kray.store.selectors import parse_selector
 
@@ -105,6 +105,7 @@ class Informer:
             self.resource, namespace=self.namespace, label_selector=self.label_selector, resource_version=version
         )
         stopper = asyncio.ensure_future(stop.wait())
+        nxt: asyncio.Future[WatchEvent] | None = None
         try:
             iterator = stream.__aiter__()
             while not stop.is_set():
@@ -124,6 +125,10 @@ class Informer:
             return version
         finally:
             stopper.cancel()
+            if nxt is not None and not nxt.done():  # cancelled from outside while waiting for an event
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, StoreError):
+                    await nxt
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

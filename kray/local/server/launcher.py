@@ -8,6 +8,8 @@ the server had been killed with -9 and its pods' processes were orphaned.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -79,8 +81,9 @@ def ensure_server(paths: LocalPaths, *, timeout: float = 60.0) -> ServerInfo:
         info = server_status(paths)
         if info is not None:
             return info
-        if process.poll() is not None:
-            # Lost a race with another starter: use theirs.
+        if process.poll() is not None and not _lock_held(paths):
+            # It exited, and no other server holds the state dir (had one, ours lost the race to it and we
+            # wait for the winner to answer, as the loop does).
             info = server_status(paths)
             if info is not None:
                 return info
@@ -89,19 +92,50 @@ def ensure_server(paths: LocalPaths, *, timeout: float = 60.0) -> ServerInfo:
     raise ServerError(f"the kray server did not answer within {timeout:.0f}s; see {paths.server_log}")
 
 
+def _lock_held(paths: LocalPaths) -> bool:
+    """Whether a server process holds the state dir's lock (it may still be starting)."""
+    try:
+        with paths.lock.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
 def stop_server(paths: LocalPaths, *, timeout: float = 90.0) -> list[int]:
     """Stop the server and every process it started; returns the pids the final sweep had to kill."""
     info = _read_info(paths)
     if info is not None and psutil.pid_exists(info.pid):
         try:
             os.kill(info.pid, signal.SIGTERM)
-            psutil.Process(info.pid).wait(timeout=timeout)
-        except psutil.TimeoutExpired:
-            os.kill(info.pid, signal.SIGKILL)
+            if not _exited(info.pid, timeout=timeout):
+                os.kill(info.pid, signal.SIGKILL)
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     paths.server_info.unlink(missing_ok=True)
     return sweep(paths)
+
+
+def _exited(pid: int, *, timeout: float) -> bool:
+    """Wait until ``pid`` has exited. A zombie has: when the server's parent is a live process that has not
+    reaped it yet (the server was started by a program that is still running), ``psutil.wait`` would wait
+    for the zombie to disappear, i.e. the whole timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)  # ours to reap, when we started it
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def sweep(paths: LocalPaths) -> list[int]:

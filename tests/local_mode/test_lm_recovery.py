@@ -1,0 +1,109 @@
+"""The server dies (kill -9) and comes back: pods are re-adopted, nothing is submitted twice; hygiene on stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from kray.store import RAYCLUSTER, RAYJOB
+
+from .conftest import Local, alive, pod_pid, raycluster, rayjob, status, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def kill_server(local: Local) -> None:
+    info = local.info
+    assert info is not None
+    os.kill(info.pid, signal.SIGKILL)
+    psutil.Process(info.pid).wait(timeout=10)  # our child: reaped here
+    local.info = None
+
+
+def long_lived(proc: psutil.Process) -> bool:
+    """A pod's own Ray daemons (not job drivers, supervisors or Ray workers, which come and go)."""
+    try:
+        line = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "ray start" in line or any(name in line for name in ("gcs_server", "/raylet ", "dashboard.py"))
+
+
+def test_kill_9_of_the_server_neither_duplicates_processes_nor_submissions(local: Local) -> None:
+    code = "import time; print('driver', 'started'); time.sleep(12); print('driver', 'finished')"
+    local.create(RAYJOB, rayjob("lm-kill", f'python -c "{code}"', shutdownAfterJobFinishes=False))
+    kill_server(local)  # right after the RayJob was created
+    local.start()
+
+    def running() -> dict[str, str] | None:
+        st = status(local.get(RAYJOB, "lm-kill"))
+        return st if st.get("jobStatus") == "RUNNING" else None
+
+    st = wait_for(running, timeout=100, what="the Ray job RUNNING")
+    cluster, submission = st["rayClusterName"], st["jobId"]
+    pods = {p["metadata"]["name"]: pod_pid(p) for p in local.live_pods(cluster)}
+    processes = [p for p in local.pod_processes(local.live_pods(cluster)) if long_lived(p)]
+    assert len(pods) == 2
+    assert len(processes) >= 6, processes  # per pod: ray start, raylet, ...; the head: gcs_server, dashboard
+
+    kill_server(local)  # while the job runs
+    assert all(alive(p) for p in processes), "the pods' processes must survive the server"
+    local.start()
+
+    done = local.wait_job("lm-kill", {"Complete", "Failed"}, timeout=60)
+    assert status(done)["jobStatus"] == "SUCCEEDED", status(done)
+    assert status(done)["jobId"] == submission
+    assert status(done)["succeeded"] == 1
+    # Re-adopted, not restarted: the same pods with the same main processes, and no second process tree.
+    after = {p["metadata"]["name"]: pod_pid(p) for p in local.live_pods(cluster)}
+    assert after == pods
+    assert all(alive(p) for p in processes)
+    now = [p for p in local.pod_processes(local.live_pods(cluster)) if long_lived(p)]
+    assert sorted(p.pid for p in now) == sorted(p.pid for p in processes), [p.cmdline()[:3] for p in now]
+    # Ray ran the job once: one job on the dashboard, with our submission id; the driver ran once.
+    jobs = local.ray_jobs(cluster)
+    assert [j["submission_id"] for j in jobs] == [submission], jobs
+    logs = local.kray("logs", "lm-kill")
+    assert logs.stdout.count("driver started") == 1, logs.stdout
+    assert "driver finished" in logs.stdout
+    assert local.get(RAYCLUSTER, cluster) is not None
+
+
+def test_server_stop_leaves_no_ray_process_of_the_state_dir(local: Local) -> None:
+    applied = local.kray("apply", "-f", str(local.manifest(raycluster("lm-stop"))))
+    assert applied.returncode == 0, applied.stderr
+    local.wait_cluster_ready("lm-stop")
+    before = local.processes()
+    assert len(before) >= 4, before
+    stopped = local.kray("server", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    local.info = None
+    assert "swept" not in stopped.stdout, "a graceful stop must not leave orphans to sweep"
+    assert [p.pid for p in before if alive(p)] == []
+    assert local.processes() == []
+
+
+def test_concurrent_starts_share_one_server_and_stop_is_prompt(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Two commands starting the server at once get the same one; ``kray server stop`` from another process
+    returns promptly even though the server's parent (this process) has not reaped it yet."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kray.local.paths import LocalPaths
+    from kray.local.server.launcher import ensure_server
+
+    local = Local(LocalPaths(tmp_path_factory.mktemp("kr-race").resolve()).ensure())
+    with ThreadPoolExecutor(3) as pool:
+        infos = list(pool.map(lambda _: ensure_server(local.paths, timeout=60), range(3)))
+    assert len({info.pid for info in infos}) == 1, infos
+    local.info = infos[0]
+    started = time.monotonic()
+    stopped = local.kray("server", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert time.monotonic() - started < 20
+    with contextlib.suppress(psutil.NoSuchProcess):  # exited: gone, or a zombie that is ours to reap
+        assert psutil.Process(infos[0].pid).status() == psutil.STATUS_ZOMBIE
