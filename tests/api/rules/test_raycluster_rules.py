@@ -8,20 +8,12 @@ Each case starts from one valid manifest and changes only what the rule is about
 
 from __future__ import annotations
 
-import copy
-import re
 from typing import Any
 
 import pytest
 
-from kray.api.errors import FieldError
-from kray.api.manifest import Document, validate_document
 from kray.api.rules import FeatureGates
-
-DELETE = object()
-"""A change value that removes the field instead of setting it."""
-
-_SEGMENT = re.compile(r"([^.\[\]]+)|\[([^\]]*)\]")
+from tests.api.rules.support import DELETE, assert_errors, errors_of, with_changes
 
 SPEC = "ValidateRayClusterSpec"
 META = "ValidateRayClusterMetadata"
@@ -61,53 +53,6 @@ BASE: dict[str, Any] = {
         ],
     },
 }
-
-
-def _segments(path: str) -> list[str | int]:
-    """``a.b[0].c[ray.io/x]`` -> ["a", "b", 0, "c", "ray.io/x"] (the FieldError path syntax)."""
-    parts: list[str | int] = []
-    for plain, bracket in _SEGMENT.findall(path):
-        parts.append(plain if plain else (int(bracket) if bracket.isdigit() else bracket))
-    return parts
-
-
-def with_changes(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with each path set to its value (or removed, for DELETE)."""
-    manifest = copy.deepcopy(base)
-    for path, value in changes.items():
-        *parents, last = _segments(path)
-        node: Any = manifest
-        for key, following in zip(parents, [*parents[1:], last], strict=True):
-            if isinstance(node, list):
-                node = node[key]  # type: ignore[index]
-                continue
-            if key not in node:
-                node[key] = [] if isinstance(following, int) else {}
-            node = node[key]
-        if value is DELETE:
-            del node[last]
-        elif isinstance(node, list) and last == len(node):
-            node.append(copy.deepcopy(value))
-        else:
-            node[last] = copy.deepcopy(value)
-    return manifest
-
-
-def errors_of(manifest: dict[str, Any], gates: FeatureGates | None = None) -> tuple[FieldError, ...]:
-    outcome = validate_document(Document("test.yaml", 0, manifest), gates=gates)
-    assert outcome.skipped is None
-    return outcome.errors
-
-
-def assert_errors(errors: tuple[FieldError, ...], expected: list[tuple[str, str, str]]) -> None:
-    """Exactly the expected errors (path, rule, message fragment), in any order."""
-    rendered = [f"{e.path} [{e.rule}]: {e.message}" for e in errors]
-    assert len(errors) == len(expected), rendered
-    remaining = list(errors)
-    for path, rule, fragment in expected:
-        match = next((e for e in remaining if e.path == path and e.rule == rule and fragment in e.message), None)
-        assert match is not None, f"no error {path} [{rule}] containing {fragment!r} in {rendered}"
-        remaining.remove(match)
 
 
 def test_base_manifest_is_valid() -> None:
