@@ -116,112 +116,53 @@ def _conditions(
     types = RayClusterConditionType
     reasons = RayClusterConditionReason
     true, false = ConditionStatus.TRUE.value, ConditionStatus.FALSE.value
-    out: list[dict[str, Any]] = []
-
+    wanted: list[tuple[str, str, str, str]] = []  # (type, status, reason, message)
     if reconcile_error is not None:
-        reason, message = reconcile_error
-        out.append(
-            _condition(previous, type_=types.REPLICA_FAILURE, status=true, reason=reason, message=message, now=now)
-        )
+        wanted.append((types.REPLICA_FAILURE, true, *reconcile_error))
+
     if head is None:
-        out.append(
-            _condition(
-                previous,
-                type_=types.HEAD_POD_READY,
-                status=false,
-                reason=reasons.HEAD_POD_NOT_FOUND,
-                message="Head Pod not found",
-                now=now,
-            )
-        )
+        wanted.append((types.HEAD_POD_READY, false, reasons.HEAD_POD_NOT_FOUND, "Head Pod not found"))
     elif head.running_and_ready:
-        out.append(
-            _condition(
-                previous,
-                type_=types.HEAD_POD_READY,
-                status=true,
-                reason=reasons.HEAD_POD_RUNNING_AND_READY,
-                message="",
-                now=now,
-            )
-        )
+        wanted.append((types.HEAD_POD_READY, true, reasons.HEAD_POD_RUNNING_AND_READY, ""))
     else:
         reason = head.waiting_reason or head.terminated_reason or reasons.UNKNOWN
-        out.append(
-            _condition(
-                previous,
-                type_=types.HEAD_POD_READY,
-                status=false,
-                reason=reason,
-                message=f"Head Pod is {head.phase}",
-                now=now,
-            )
-        )
+        wanted.append((types.HEAD_POD_READY, false, reason, f"Head Pod is {head.phase}"))
 
-    suspending_before = _is_true(previous, types.SUSPENDING)
-    suspended_before = _is_true(previous, types.SUSPENDED)
+    # Suspend is atomic: Suspending until every pod is gone, then Suspended until spec.suspend is cleared.
     suspend = bool(cluster.spec.suspend)
-    suspending = suspending_before or (suspend and not suspended_before)
-    suspended = suspended_before
+    suspended = _is_true(previous, types.SUSPENDED)
+    suspending = _is_true(previous, types.SUSPENDING) or (suspend and not suspended)
     if suspending and not pods:
         suspending, suspended = False, True
     if suspended and not suspend:
         suspended = False
-    provisioned_before = _is_true(previous, types.PROVISIONED)
+
     if suspended or suspending:
-        out.append(
-            _condition(
-                previous,
-                type_=types.PROVISIONED,
-                status=false,
-                reason=reasons.PODS_PROVISIONING,
-                message="RayCluster is suspended",
-                now=now,
-            )
-        )
-    elif provisioned_before or all_ready:
-        out.append(
-            _condition(
-                previous,
-                type_=types.PROVISIONED,
-                status=true,
-                reason=reasons.ALL_POD_RUNNING_AND_READY_FIRST_TIME,
-                message="All Ray Pods are ready for the first time",
-                now=now,
+        wanted.append((types.PROVISIONED, false, reasons.PODS_PROVISIONING, "RayCluster is suspended"))
+    elif _is_true(previous, types.PROVISIONED) or all_ready:  # frozen once True
+        wanted.append(
+            (
+                types.PROVISIONED,
+                true,
+                reasons.ALL_POD_RUNNING_AND_READY_FIRST_TIME,
+                "All Ray Pods are ready for the first time",
             )
         )
     else:
-        out.append(
-            _condition(
-                previous,
-                type_=types.PROVISIONED,
-                status=false,
-                reason=reasons.PODS_PROVISIONING,
-                message="RayCluster Pods are being provisioned for first time",
-                now=now,
+        wanted.append(
+            (
+                types.PROVISIONED,
+                false,
+                reasons.PODS_PROVISIONING,
+                "RayCluster Pods are being provisioned for first time",
             )
         )
-    out.append(
-        _condition(
-            previous,
-            type_=types.SUSPENDING,
-            status=true if suspending else false,
-            reason=reasons.SUSPENDING,
-            message="",
-            now=now,
-        )
-    )
-    out.append(
-        _condition(
-            previous,
-            type_=types.SUSPENDED,
-            status=true if suspended else false,
-            reason=reasons.SUSPENDED,
-            message="",
-            now=now,
-        )
-    )
-    return out
+    wanted.append((types.SUSPENDING, true if suspending else false, reasons.SUSPENDING, ""))
+    wanted.append((types.SUSPENDED, true if suspended else false, reasons.SUSPENDED, ""))
+    return [
+        _condition(previous, type_=type_, status=status, reason=reason, message=message, now=now)
+        for type_, status, reason, message in wanted
+    ]
 
 
 def _is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:
