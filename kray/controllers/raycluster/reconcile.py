@@ -130,29 +130,24 @@ class RayClusterReconciler:
     ) -> None:
         namespace = cluster.metadata.namespace or "default"
         options = self.environment.pod_options(cluster)
-        if isinstance(action, CreateHead):
-            pod = build_head_pod(cluster=cluster, options=options)
-            pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=True, auth_secret=secret)
+        if isinstance(action, CreateHead | CreateWorker):
+            head = isinstance(action, CreateHead)
+            if isinstance(action, CreateWorker):
+                group = next(g for g in cluster.spec.worker_group_specs or () if g.group_name == action.group)
+                pod = build_worker_pod(
+                    cluster=cluster, group=group, replica_index=action.replica_index, options=options
+                )
+            else:
+                pod = build_head_pod(cluster=cluster, options=options)
+            pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=head, auth_secret=secret)
             created = await self.store.create(POD, pod)
+            role = "head" if head else "worker"
             await events.record(
                 store=self.store,
                 involved=raw,
                 type_="Normal",
-                reason="CreatedHeadPod",
-                message=f"Created head Pod {namespace}/{created['metadata']['name']}",
-                component=COMPONENT,
-            )
-        elif isinstance(action, CreateWorker):
-            group = next(g for g in cluster.spec.worker_group_specs or () if g.group_name == action.group)
-            pod = build_worker_pod(cluster=cluster, group=group, replica_index=action.replica_index, options=options)
-            pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=False, auth_secret=secret)
-            created = await self.store.create(POD, pod)
-            await events.record(
-                store=self.store,
-                involved=raw,
-                type_="Normal",
-                reason="CreatedWorkerPod",
-                message=f"Created worker Pod {namespace}/{created['metadata']['name']}",
+                reason="CreatedHeadPod" if head else "CreatedWorkerPod",
+                message=f"Created {role} Pod {namespace}/{created['metadata']['name']}",
                 component=COMPONENT,
             )
         elif isinstance(action, DeletePod):
