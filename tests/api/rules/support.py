@@ -10,6 +10,29 @@ from kray.api.errors import FieldError
 from kray.api.manifest import Document, validate_document
 from kray.api.rules import FeatureGates
 
+
+def container(name: str) -> dict[str, Any]:
+    return {"name": name, "image": "rayproject/ray:2.52.0"}
+
+
+def cluster_spec() -> dict[str, Any]:
+    """A valid RayClusterSpec (head + one worker group), as RayJob, RayService and RayCronJob embed it."""
+    return {
+        "rayVersion": "2.52.0",
+        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container("ray-head")]}}},
+        "workerGroupSpecs": [
+            {
+                "groupName": "small",
+                "replicas": 1,
+                "minReplicas": 1,
+                "maxReplicas": 3,
+                "rayStartParams": {},
+                "template": {"spec": {"containers": [container("ray-worker")]}},
+            }
+        ],
+    }
+
+
 DELETE = object()
 """A change value that removes the field instead of setting it."""
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kray.api.rules import FeatureGates
-from tests.api.rules.support import DELETE, assert_errors, errors_of, with_changes
+from tests.api.rules.support import DELETE, assert_errors, container, errors_of, with_changes
 
 SPEC = "ValidateRayClusterSpec"
 META = "ValidateRayClusterMetadata"
@@ -22,17 +22,13 @@ FTO = "spec.gcsFaultToleranceOptions"
 ALL = FeatureGates.all_enabled()
 
 
-def _container(name: str) -> dict[str, Any]:
-    return {"name": name, "image": "rayproject/ray:2.52.0"}
-
-
 BASE: dict[str, Any] = {
     "apiVersion": "ray.io/v1",
     "kind": "RayCluster",
     "metadata": {"name": "demo"},
     "spec": {
         "rayVersion": "2.52.0",
-        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [_container("ray-head")]}}},
+        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container("ray-head")]}}},
         "workerGroupSpecs": [
             {
                 "groupName": "small",
@@ -40,7 +36,7 @@ BASE: dict[str, Any] = {
                 "minReplicas": 1,
                 "maxReplicas": 3,
                 "rayStartParams": {},
-                "template": {"spec": {"containers": [_container("ray-worker")]}},
+                "template": {"spec": {"containers": [container("ray-worker")]}},
             },
             {
                 "groupName": "large",
@@ -48,7 +44,7 @@ BASE: dict[str, Any] = {
                 "minReplicas": 0,
                 "maxReplicas": 2,
                 "rayStartParams": {},
-                "template": {"spec": {"containers": [_container("ray-worker")]}},
+                "template": {"spec": {"containers": [container("ray-worker")]}},
             },
         ],
     },

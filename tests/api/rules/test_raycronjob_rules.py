@@ -12,13 +12,9 @@ from typing import Any
 import pytest
 
 from kray.api.rules import FeatureGates
-from tests.api.rules.support import DELETE, assert_errors, errors_of, with_changes
+from tests.api.rules.support import DELETE, assert_errors, cluster_spec, errors_of, with_changes
 
 RULE = "ValidateRayCronJobSpec"
-
-
-def _container(name: str) -> dict[str, Any]:
-    return {"name": name, "image": "rayproject/ray:2.52.0"}
 
 
 BASE: dict[str, Any] = {
@@ -30,20 +26,7 @@ BASE: dict[str, Any] = {
         "jobTemplate": {
             "entrypoint": "python -c 'print(1)'",
             "shutdownAfterJobFinishes": True,
-            "rayClusterSpec": {
-                "rayVersion": "2.52.0",
-                "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [_container("ray-head")]}}},
-                "workerGroupSpecs": [
-                    {
-                        "groupName": "small",
-                        "replicas": 1,
-                        "minReplicas": 1,
-                        "maxReplicas": 3,
-                        "rayStartParams": {},
-                        "template": {"spec": {"containers": [_container("ray-worker")]}},
-                    }
-                ],
-            },
+            "rayClusterSpec": cluster_spec(),
         },
     },
 }

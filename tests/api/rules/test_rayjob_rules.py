@@ -13,15 +13,11 @@ from typing import Any
 import pytest
 
 from kray.api.rules import FeatureGates
-from tests.api.rules.support import DELETE, assert_errors, errors_of, with_changes
+from tests.api.rules.support import DELETE, assert_errors, cluster_spec, container, errors_of, with_changes
 
 RULE = "ValidateRayJobSpec"
 META = "ValidateRayJobMetadata"
 DS = "spec.deletionStrategy"
-
-
-def _container(name: str) -> dict[str, Any]:
-    return {"name": name, "image": "rayproject/ray:2.52.0"}
 
 
 BASE: dict[str, Any] = {
@@ -30,20 +26,7 @@ BASE: dict[str, Any] = {
     "metadata": {"name": "job"},
     "spec": {
         "entrypoint": "python -c 'print(1)'",
-        "rayClusterSpec": {
-            "rayVersion": "2.52.0",
-            "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [_container("ray-head")]}}},
-            "workerGroupSpecs": [
-                {
-                    "groupName": "small",
-                    "replicas": 1,
-                    "minReplicas": 1,
-                    "maxReplicas": 3,
-                    "rayStartParams": {},
-                    "template": {"spec": {"containers": [_container("ray-worker")]}},
-                }
-            ],
-        },
+        "rayClusterSpec": cluster_spec(),
     },
 }
 
@@ -153,7 +136,7 @@ INVALID = [
         {"spec.backoffLimit": -1}, None, [("spec.backoffLimit", RULE, "must be 0 or more")], id="backoff-negative"
     ),
     pytest.param(
-        {**SIDECAR, "spec.submitterPodTemplate": {"spec": {"containers": [_container("submitter")]}}},
+        {**SIDECAR, "spec.submitterPodTemplate": {"spec": {"containers": [container("submitter")]}}},
         None,
         [("spec.submitterPodTemplate", RULE, "is not supported in SidecarMode")],
         id="sidecar-with-submitter-pod-template",
@@ -408,7 +391,7 @@ VALID = [
         {**SIDECAR, "spec.rayClusterSpec.headGroupSpec.template.spec.restartPolicy": "Never"}, id="sidecar-never"
     ),
     pytest.param(
-        {"spec.submitterPodTemplate": {"spec": {"containers": [_container("submitter")]}}, "spec.submitterConfig": {}},
+        {"spec.submitterPodTemplate": {"spec": {"containers": [container("submitter")]}}, "spec.submitterConfig": {}},
         id="k8s-job-mode-with-submitter",
     ),
     pytest.param({"spec.runtimeEnvYAML": "pip:\n  - requests\nenv_vars:\n  A: b\n"}, id="runtime-env-mapping"),
