@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import json
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -123,10 +122,6 @@ class JobHistory:
             rows = db.execute(query + " ORDER BY created, start_time", args).fetchall()
         return [JobRecord(*row) for row in rows]
 
-    def latest(self, *, namespace: str, name: str) -> JobRecord | None:
-        found = self.records(namespace=namespace, name=name)
-        return found[-1] if found else None
-
     async def observe(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
         meta = job["metadata"]
         spec = job.get("spec") or {}
@@ -205,7 +200,3 @@ def submitter_identity() -> str:
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def as_json(records: list[JobRecord]) -> str:
-    return json.dumps([r.as_dict() for r in records], indent=2)

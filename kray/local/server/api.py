@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -137,7 +136,3 @@ async def _watch(
     except StoreError as error:
         body, _ = status_body(error)
         yield json.dumps({"type": "ERROR", "object": body}).encode() + b"\n"
-
-
-def json_body(data: Any, status: int = 200) -> Response:
-    return JSONResponse(data, status_code=status)

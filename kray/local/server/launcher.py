@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
 import psutil
@@ -161,7 +160,3 @@ def sweep(paths: LocalPaths) -> list[int]:
             continue
     psutil.wait_procs(alive, timeout=5)
     return sorted(p.pid for p in found)
-
-
-def token_path(paths: LocalPaths) -> Path:
-    return paths.token
