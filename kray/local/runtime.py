@@ -15,7 +15,7 @@ import structlog
 
 from kray.api.rules import FeatureGates
 from kray.controllers.raycluster.reconcile import RayClusterReconciler
-from kray.controllers.rayjob.plan import Settings
+from kray.controllers.rayjob.plan import Settings, StartupPolicy
 from kray.controllers.rayjob.reconcile import RayJobReconciler
 from kray.local.environment import LocalEnvironment
 from kray.local.history import JobHistory
@@ -29,12 +29,15 @@ from kray.store import POD, RAYCLUSTER, RAYJOB
 
 log = structlog.get_logger(__name__)
 
+LOCAL_JOB_SETTINGS = Settings(startup=StartupPolicy())
+"""KubeRay's RayJob knobs, plus fail-fast: on one machine nothing will come and fix a crash-looping cluster."""
+
 
 @dataclass
 class LocalControlPlane:
     paths: LocalPaths
     gates: FeatureGates = field(default_factory=FeatureGates)
-    job_settings: Settings = field(default_factory=Settings)
+    job_settings: Settings = LOCAL_JOB_SETTINGS
     runner_settings: RunnerSettings | None = None
     store: EmbeddedStore | None = None
     history: JobHistory | None = None

@@ -53,6 +53,8 @@ class JobFailedReason(StrEnum):
     JOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_EXCEEDED = "JobDeploymentStatusTransitionGracePeriodExceeded"
     JOB_STATUS_CHECK_TIMEOUT_EXCEEDED = "JobStatusCheckTimeoutExceeded"
     VALIDATION_FAILED = "ValidationFailed"
+    RAY_CLUSTER_STARTUP_FAILED = "RayClusterStartupFailed"
+    """kray's: the cluster crash-looped or failed while the job waited for it (StartupPolicy)."""
 
     def allows_retry(self) -> bool:
         """Deadline and status-check timeouts end a RayJob for good; other failures may retry."""

@@ -23,6 +23,7 @@ from kray.api.v1.enums import (
     JobSubmissionMode,
 )
 from kray.api.v1.rayjob import RayJob
+from kray.controllers.common.diagnosis import PodTrouble, startup_failure, unready_report
 
 FINALIZER = "ray.io/rayjob-finalizer"
 CLUSTER_SELECTOR_KEY = "ray.io/cluster"
@@ -30,13 +31,29 @@ REQUEUE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
+class StartupPolicy:
+    """kray's fail-fast for clusters that cannot start (not in KubeRay, which waits without end).
+
+    A RayJob still ``Initializing`` fails with ``RayClusterStartupFailed`` when a pod of its cluster
+    reached phase Failed or its Ray container restarted ``crash_loop_restarts`` times, or when the
+    cluster is not ready ``timeout`` seconds after the job started and the manifest sets no
+    ``preRunningDeadlineSeconds`` of its own. The message names the pod and quotes its last log lines.
+    """
+
+    crash_loop_restarts: int = 3
+    timeout: float | None = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
-    """KubeRay's timing knobs (operator env vars), with its defaults."""
+    """KubeRay's timing knobs (operator env vars), with its defaults, and kray's startup policy."""
 
     transition_grace_period: float = 300.0  # RAYJOB_DEPLOYMENT_STATUS_TRANSITION_GRACE_PERIOD_SECONDS
     status_check_timeout: float = 300.0  # RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS
     delete_rayjob_after_finish: bool = False  # DELETE_RAYJOB_CR_AFTER_JOB_FINISHES
     deletion_rules_enabled: bool = True  # feature gate RayJobDeletionPolicy
+    startup: StartupPolicy | None = None
+    """None: KubeRay's behaviour (an Initializing job waits for its cluster until a deadline)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,8 @@ class Observed:
     cluster_exists: bool = False
     cluster_ready: bool = False
     cluster_status: dict[str, Any] | None = None
+    cluster_troubles: tuple[PodTrouble, ...] = ()
+    """The cluster's pods that are not Running and Ready (gathered while Initializing)."""
     dashboard_url: str | None = None
     ray_job: RayJobInfo | None = None
     ray_job_missing: bool = False
@@ -225,22 +244,21 @@ def _initializing(observed: Observed, status: dict[str, Any]) -> JobPlan:
         return JobPlan(
             status={**status, "jobDeploymentStatus": JobDeploymentStatus.SUSPENDING.value}, requeue_after=0.0
         )
+    report = unready_report(observed.cluster_troubles) if not observed.cluster_ready else ""
     reason = _deadline_exceeded(observed, status)
     if reason is not None:
-        return _fail(
-            observed,
-            status,
-            reason=reason,
-            message=f"The RayJob has passed its activeDeadlineSeconds ({spec.active_deadline_seconds} s)",
-        )
+        return _fail(observed, status, reason=reason, message=_with_report(_active_deadline_message(observed), report))
     if _pre_running_deadline_exceeded(observed, status):
         return _fail(
             observed,
             status,
             reason=JobFailedReason.PRE_RUNNING_DEADLINE_EXCEEDED,
-            message=_pre_running_message(observed),
+            message=_with_report(_pre_running_message(observed), report),
         )
     cluster_name = status.get("rayClusterName", "")
+    failure = _startup_failure(observed, status, report)
+    if failure is not None:
+        return _fail(observed, status, reason=JobFailedReason.RAY_CLUSTER_STARTUP_FAILED, message=failure)
     new = dict(status)
     if observed.cluster_status is not None:
         new["rayClusterStatus"] = observed.cluster_status
@@ -261,6 +279,31 @@ def _initializing(observed: Observed, status: dict[str, Any]) -> JobPlan:
     else:
         new["jobDeploymentStatus"] = JobDeploymentStatus.RUNNING.value
     return JobPlan(status=new, requeue_after=0.0)
+
+
+def _with_report(message: str, report: str) -> str:
+    return f"{message}; pods not ready:\n{report}" if report else message
+
+
+def _startup_failure(observed: Observed, status: dict[str, Any], report: str) -> str | None:
+    """The message ending a job whose cluster cannot start (kray's :class:`StartupPolicy`), or None."""
+    policy = observed.settings.startup
+    if policy is None or not observed.cluster_exists or observed.cluster_ready:
+        return None
+    cluster = status.get("rayClusterName", "")
+    stuck = startup_failure(observed.cluster_troubles, crash_loop_restarts=policy.crash_loop_restarts)
+    if stuck is not None:
+        return f"RayCluster {cluster} cannot start: {stuck.describe()}"
+    started = parse_time(status.get("startTime"))
+    if policy.timeout is None or started is None or observed.job.spec.pre_running_deadline_seconds is not None:
+        return None
+    if (observed.now - started).total_seconds() < policy.timeout:
+        return None
+    return _with_report(
+        f"RayCluster {cluster} was not ready {policy.timeout:.0f} s after the RayJob started "
+        "(kray's startup timeout; spec.preRunningDeadlineSeconds replaces it)",
+        report,
+    )
 
 
 def _waiting(observed: Observed, status: dict[str, Any]) -> JobPlan:

@@ -31,6 +31,8 @@ from kray.api.v1.enums import JobDeploymentStatus, ManagedBy
 from kray.api.v1.raycluster import RayCluster
 from kray.api.v1.rayjob import RayJob
 from kray.controllers import events
+from kray.controllers.common.diagnosis import PodTrouble, troubles
+from kray.controllers.common.labels import RAY_CLUSTER
 from kray.controllers.common.names import auth_secret_name, head_service_name
 from kray.controllers.common.submitter import build_submit_request
 from kray.controllers.environment import ClusterEnvironment
@@ -51,7 +53,7 @@ from kray.controllers.rayjob.plan import (
 )
 from kray.runtime.controller import Result
 from kray.runtime.informer import ObjectKey
-from kray.store import RAYCLUSTER, RAYJOB, SECRET, SERVICE, Obj, Store
+from kray.store import POD, RAYCLUSTER, RAYJOB, SECRET, SERVICE, Obj, Store
 from kray.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
 log = structlog.get_logger(__name__)
@@ -166,6 +168,8 @@ class RayJobReconciler:
         }
         deployment = status.get("jobDeploymentStatus")
         deleting = bool(job.metadata.deletion_timestamp)
+        if deployment == JobDeploymentStatus.INITIALIZING.value and not values["cluster_ready"]:
+            values["cluster_troubles"] = await self._troubles(namespace, cluster_name or "")
         job_id = status.get("jobId")
         dashboard: AsyncDashboardClient | None = None
         if job_id and (deployment == JobDeploymentStatus.RUNNING.value or deleting or self.observer is not None):
@@ -179,6 +183,10 @@ class RayJobReconciler:
             except DashboardError as error:
                 values["dashboard_error"] = str(error)
         return dataclasses.replace(observed, **values), dashboard
+
+    async def _troubles(self, namespace: str, cluster_name: str) -> tuple[PodTrouble, ...]:
+        pods = await self.store.list(POD, namespace=namespace, label_selector=f"{RAY_CLUSTER}={cluster_name}")
+        return tuple(troubles(pods.items))
 
     async def _head_service(self, cluster: RayCluster) -> Obj | None:
         name = head_service_name(cluster.metadata.name or "")
