@@ -15,8 +15,9 @@ import structlog
 
 from kray.api.rules import FeatureGates
 from kray.controllers.raycluster.reconcile import RayClusterReconciler
-from kray.controllers.rayjob.plan import Settings, StartupPolicy
+from kray.controllers.rayjob.plan import Settings
 from kray.controllers.rayjob.reconcile import RayJobReconciler
+from kray.local.config import LOCAL_JOB_SETTINGS
 from kray.local.environment import LocalEnvironment
 from kray.local.history import JobHistory
 from kray.local.paths import LocalPaths
@@ -28,9 +29,6 @@ from kray.runtime.informer import Informer
 from kray.store import POD, RAYCLUSTER, RAYJOB
 
 log = structlog.get_logger(__name__)
-
-LOCAL_JOB_SETTINGS = Settings(startup=StartupPolicy())
-"""KubeRay's RayJob knobs, plus fail-fast: on one machine nothing will come and fix a crash-looping cluster."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pathlib import Path
 import structlog
 import uvicorn
 
+from kray.local import config
 from kray.local.paths import LocalPaths
 from kray.local.runtime import LocalControlPlane
 from kray.local.server.api import build_app
@@ -54,7 +55,11 @@ def read_or_create_token(path: Path) -> str:
 
 
 async def serve(paths: LocalPaths, token: str) -> None:
-    plane = LocalControlPlane(paths=paths)
+    plane = LocalControlPlane(
+        paths=paths,
+        job_settings=config.job_settings(os.environ),
+        runner_settings=config.runner_settings(os.environ, state_dir=paths.home),
+    )
     await plane.start()
     assert plane.store is not None
     assert plane.history is not None
@@ -84,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kray-server")
     parser.add_argument("--home", type=Path, required=True)
     args = parser.parse_args(argv)
+    try:  # refuse bad knobs before taking the state dir
+        config.job_settings(os.environ)
+        config.runner_settings(os.environ, state_dir=args.home)
+    except config.ConfigError as error:
+        print(f"kray server: {error}", file=sys.stderr)
+        return 2
     paths = LocalPaths(args.home.resolve()).ensure()
     lock = paths.lock.open("w")
     try:
