@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from kray.cli.local import EXIT_INVALID, Namespace, _call, fail, load_manifests
+from kray.cli.local import EXIT_INVALID, Namespace, _call, fail, load_manifests, require_ray
 from kray.local.history import submitter_identity
 from kray.local.server.client import HttpStore
 from kray.store import POD, RAYCLUSTER, RAYJOB
@@ -141,7 +142,7 @@ async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: 
         status = job.get("status") or {}
         line = _phase_line(job, cluster, pods)
         if show_progress and line != last_line:
-            err.print(f"[dim]kray:[/dim] {line}", highlight=False)
+            err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False)
             last_line = line
         submission = status.get("jobId") or submission
         if submission:
@@ -173,6 +174,19 @@ async def _drain(store: HttpStore, namespace: str, name: str, offset: int, submi
     return True
 
 
+async def _kept_cluster(store: HttpStore, job: dict[str, Any]) -> str | None:
+    """The name of the finished job's own cluster if it still runs (a clusterSelector job's cluster is the user's)."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    name = status.get("rayClusterName")
+    if not name or spec.get("clusterSelector") or spec.get("shutdownAfterJobFinishes"):
+        return None
+    try:
+        cluster = await store.get(RAYCLUSTER, name, namespace=job["metadata"]["namespace"])
+    except NotFound:
+        return None
+    return None if cluster["metadata"].get("deletionTimestamp") else str(name)
+
+
 @job_app.command("run")
 def run(
     filename: Annotated[str, typer.Option("--filename", "-f", help="A RayJob manifest (KubeRay's format).")],
@@ -186,6 +200,7 @@ def run(
     objects = [o for o in load_manifests([filename]) if o["kind"] == "RayJob"]
     if len(objects) != 1:
         raise fail(f"{filename}: expected exactly one RayJob, found {len(objects)}", EXIT_INVALID)
+    require_ray()
     job = objects[0]
     job["metadata"].setdefault("namespace", namespace)
     job["metadata"].setdefault("annotations", {})["kray.io/submitter"] = submitter_identity()
@@ -193,30 +208,37 @@ def run(
     if not quiet:
         err.print(f"[dim]kray:[/dim] running RayJob {ns}/{name} on this machine", highlight=False)
 
-    async def main(store: HttpStore) -> dict[str, Any]:
+    async def main(store: HttpStore) -> tuple[dict[str, Any], str | None]:
         await _replace_finished(store, ns, name)
         await store.create(RAYJOB, job)
         try:
-            return await follow(store, ns, name, show_progress=not quiet)
+            final = await follow(store, ns, name, show_progress=not quiet)
         except (KeyboardInterrupt, asyncio.CancelledError):
             err.print(f"[yellow]kray:[/yellow] interrupted: deleting RayJob {ns}/{name} and its cluster")
             with contextlib.suppress(StoreError):
                 await store.delete(RAYJOB, name, namespace=ns, propagation="Foreground")
             raise
+        return final, await _kept_cluster(store, final)
 
     try:
-        final = _call(main)
+        final, kept = _call(main)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    if kept and not quiet:
+        err.print(
+            f"[dim]kray:[/dim] RayCluster {escape(kept)} is kept (spec.shutdownAfterJobFinishes is not true); "
+            f"`kray delete job {escape(name)}` removes it",
+            highlight=False,
+        )
     status = final.get("status") or {}
     ray_status = status.get("jobStatus") or "-"
     summary = f"RayJob {ns}/{name}: {status.get('jobDeploymentStatus')} (Ray job {status.get('jobId')}: {ray_status})"
     if status.get("message") and ray_status != "SUCCEEDED":
         summary += f"\n  {status.get('reason') or ''}: {status['message']}"
     if ray_status == "SUCCEEDED":
-        err.print(f"[green]kray:[/green] {summary}", highlight=False)
+        err.print(f"[green]kray:[/green] {escape(summary)}", highlight=False)
         return
-    err.print(f"[red]kray:[/red] {summary}", highlight=False)
+    err.print(f"[red]kray:[/red] {escape(summary)}", highlight=False)
     raise typer.Exit(EXIT_INVALID if status.get("jobDeploymentStatus") == "ValidationFailed" else 1)
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from kray.cli.client import local_paths, with_store
 from kray.local.server.client import HttpStore
@@ -45,8 +46,17 @@ KINDS: dict[str, Resource] = {
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    """Print ``message`` as an error (verbatim: ``[...]`` in paths and names is not markup) and exit."""
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def require_ray() -> None:
+    """Refuse to start clusters that could not run: Ray missing from kray's environment (exit 1, nothing created)."""
+    from kray.local.preflight import find_ray, missing_ray_message
+
+    if find_ray() is None:
+        raise fail(missing_ray_message())
 
 
 def resource(kind: str) -> Resource:
@@ -130,6 +140,7 @@ def apply(
 ) -> None:
     """Create or update RayClusters and RayJobs in local mode."""
     objects = load_manifests(filenames)
+    require_ray()
 
     async def run(store: HttpStore) -> list[str]:
         done = []

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from kray.cli.jobs import err, follow, job_app
 from kray.cli.local import EXIT_INVALID, Namespace, _call, fail
@@ -113,7 +114,8 @@ def submit(
     if no_wait:
         return
     if status.get("jobStatus") != "SUCCEEDED":
-        err.print(f"[red]kray:[/red] {job_name}: {status.get('jobDeploymentStatus')} {status.get('message') or ''}")
+        outcome = f"{job_name}: {status.get('jobDeploymentStatus')} {status.get('message') or ''}"
+        err.print(f"[red]kray:[/red] {escape(outcome)}", highlight=False)
         raise typer.Exit(1)
     err.print(f"[green]kray:[/green] {job_name}: SUCCEEDED", highlight=False)
 
