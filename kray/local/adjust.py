@@ -6,7 +6,9 @@ On Kubernetes every pod has its own IP, so KubeRay can use fixed ports (6379, 82
 * cluster-wide ports (GCS, dashboard, Ray client) are chosen per cluster (:class:`ClusterPorts`),
   the client port outside Ray's worker port range 10002-19999;
 * per-node ports (``dashboard-agent-listen-port``, ``metrics-export-port``, and the probes that
-  target them) are chosen per pod (:class:`NodePorts`), since a head and its workers share a host;
+  target them) differ per node (:class:`NodePorts`), since a head and its workers share a host. A
+  worker's are chosen per pod; the head's are the cluster's (``head_agent``, ``head_metrics``), so the
+  head Service — and with it ``status.endpoints`` — can name them before any head pod exists;
 * Ray binds to ``--node-ip-address=127.0.0.1`` and the dashboard to 127.0.0.1, and workers reach
   the head at 127.0.0.1 instead of ``<cluster>-head-svc.<ns>.svc.cluster.local``;
 * token auth is always on: ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` (from the cluster's
@@ -38,18 +40,52 @@ class ClusterPorts:
     """The head dashboard's own metrics port (Ray's default 44227 on 0.0.0.0 would clash across clusters)."""
     autoscaler_metrics: int
     """Likewise the autoscaler's (default 44217)."""
+    head_agent: int
+    """The head node's ``--dashboard-agent-listen-port`` (KubeRay's 52365)."""
+    head_metrics: int
+    """The head node's ``--metrics-export-port`` (KubeRay's 8080): the head Service's ``metrics`` target."""
 
     @staticmethod
     def names() -> tuple[str, ...]:
-        return ("gcs", "dashboard", "client", "serve", "dashboard_metrics", "autoscaler_metrics")
+        return (
+            "gcs",
+            "dashboard",
+            "client",
+            "serve",
+            "dashboard_metrics",
+            "autoscaler_metrics",
+            "head_agent",
+            "head_metrics",
+        )
+
+    @property
+    def head_node(self) -> NodePorts:
+        return NodePorts(agent=self.head_agent, metrics=self.head_metrics)
 
     def as_annotation(self) -> str:
         return ",".join(f"{name}={getattr(self, name)}" for name in self.names())
 
     @classmethod
+    def parse_annotation(cls, text: str) -> dict[str, int]:
+        """The well-formed ``name=port`` entries of an annotation; unknown names and junk are dropped.
+
+        An annotation written by an older kray lacks the newer names: the caller allocates those.
+        """
+        values: dict[str, int] = {}
+        for part in text.split(","):
+            name, sep, value = part.strip().partition("=")
+            if sep and name in cls.names() and value.strip().isdigit():
+                values[name] = int(value)
+        return values
+
+    @classmethod
     def from_annotation(cls, text: str) -> ClusterPorts:
-        values = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
-        return cls(*(int(values[name]) for name in cls.names()))
+        """Raises ValueError when a port is missing (an older annotation not yet upgraded)."""
+        values = cls.parse_annotation(text)
+        missing = [name for name in cls.names() if name not in values]
+        if missing:
+            raise ValueError(f"cluster ports annotation lacks {', '.join(missing)}: {text!r}")
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +240,14 @@ def _retarget_health_check(text: str, cluster: ClusterPorts) -> str:
 def adjust_head_service(service: Mapping[str, Any], *, cluster: ClusterPorts) -> dict[str, Any]:
     """The head Service with the cluster's local ports as target ports (so status.endpoints are true)."""
     out = copy.deepcopy(dict(service))
-    mapping = {6379: cluster.gcs, 8265: cluster.dashboard, 10001: cluster.client, 8000: cluster.serve}
+    mapping = {
+        _KUBERAY_PORTS["gcs"]: cluster.gcs,
+        _KUBERAY_PORTS["dashboard"]: cluster.dashboard,
+        _KUBERAY_PORTS["client"]: cluster.client,
+        _KUBERAY_PORTS["serve"]: cluster.serve,
+        _KUBERAY_PORTS["metrics"]: cluster.head_metrics,
+        _KUBERAY_PORTS["agent"]: cluster.head_agent,
+    }
     for port in (out.get("spec") or {}).get("ports") or []:
         for key in ("port", "targetPort"):
             port[key] = _map_port(port.get(key), mapping)

@@ -1,15 +1,17 @@
 """Local mode's ClusterEnvironment: ports and addresses for clusters that share one machine.
 
-Cluster-wide ports are reserved once per cluster and recorded on the RayCluster (annotation
-``kray.io/local-ports``) so a restarted server finds them again; per-node ports are reserved per pod
-and recorded on the pod (``kray.io/node-ports``, released when the pod is gone). The rewriting
-itself is :mod:`kray.local.adjust`.
+Cluster-wide ports — the head node's agent and metrics ports among them, so the head Service's
+``metrics`` endpoint is known before a head pod exists and survives its replacement — are reserved once
+per cluster and recorded on the RayCluster (annotation ``kray.io/local-ports``) so a restarted server
+finds them again; they are released with the cluster. A worker's node ports are reserved per pod and
+recorded on the pod (``kray.io/node-ports``, and ``kray.io/port-owner``, whose ports the pod runner
+releases when the pod is gone); the head pod records its (cluster) node ports but owns none. Each pod
+also records its cluster's Ray temp dir (``kray.io/ray-temp-dir``) for the runner to delete after the
+cluster's last pod. The rewriting itself is :mod:`kray.local.adjust`.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -20,13 +22,14 @@ from kray._ray.start import RayPorts
 from kray.api.v1.raycluster import RayCluster
 from kray.controllers.common.options import DEFAULT_OPTIONS, PodBuildOptions
 from kray.local.adjust import LOCAL_HOST, ClusterPorts, NodePorts, adjust_head_service, adjust_pod
+from kray.local.paths import ray_temp_root
 from kray.local.podrunner import FINALIZER as POD_FINALIZER
+from kray.local.podrunner import PORT_OWNER_ANNOTATION, RAY_TEMP_DIR_ANNOTATION
 from kray.local.ports import PortAllocator
 from kray.store import RAYCLUSTER, Obj, Store
 
 PORTS_ANNOTATION = "kray.io/local-ports"
 NODE_PORTS_ANNOTATION = "kray.io/node-ports"
-PORT_OWNER_ANNOTATION = "kray.io/port-owner"
 
 
 def cluster_owner(namespace: str, name: str) -> str:
@@ -41,15 +44,19 @@ class LocalEnvironment:
         self.options = options
 
     async def prepare(self, *, store: Store, cluster: Obj) -> Obj | None:
+        """Reserve the cluster's ports once; an annotation from an older kray gets only the ports it lacks."""
         meta = cluster["metadata"]
         annotations = meta.get("annotations") or {}
-        if PORTS_ANNOTATION in annotations:
+        known = ClusterPorts.parse_annotation(annotations.get(PORTS_ANNOTATION) or "")
+        missing = [name for name in ClusterPorts.names() if name not in known]
+        if not missing:
             return None
         owner = cluster_owner(meta["namespace"], meta["name"])
-        chosen = ClusterPorts(*self.ports.allocate(len(ClusterPorts.names()), owner=owner))
+        chosen = dict(zip(missing, self.ports.allocate(len(missing), owner=owner), strict=True))
+        ports = ClusterPorts(**known, **chosen)
         updated = {
             **cluster,
-            "metadata": {**meta, "annotations": {**annotations, PORTS_ANNOTATION: chosen.as_annotation()}},
+            "metadata": {**meta, "annotations": {**annotations, PORTS_ANNOTATION: ports.as_annotation()}},
         }
         return await store.replace(RAYCLUSTER, updated)
 
@@ -57,7 +64,10 @@ class LocalEnvironment:
         text = (cluster.metadata.annotations or {}).get(PORTS_ANNOTATION)
         if not text:
             raise RuntimeError(f"RayCluster {cluster.metadata.name} has no {PORTS_ANNOTATION} yet")
-        return ClusterPorts.from_annotation(text)
+        try:
+            return ClusterPorts.from_annotation(text)
+        except ValueError as error:
+            raise RuntimeError(f"RayCluster {cluster.metadata.name}: {error}") from None
 
     def pod_options(self, cluster: RayCluster) -> PodBuildOptions:
         ports = self.cluster_ports(cluster)
@@ -65,21 +75,30 @@ class LocalEnvironment:
         return replace(self.options, head_host=LOCAL_HOST, ports=ray_ports)
 
     def customize_pod(self, *, cluster: RayCluster, pod: Obj, head: bool, auth_secret: str | None) -> Obj:
-        owner = f"pod/{cluster.metadata.namespace}/{uuid.uuid4().hex[:12]}"
-        agent, metrics = self.ports.allocate(2, owner=owner)
-        node = NodePorts(agent=agent, metrics=metrics)
+        ports = self.cluster_ports(cluster)
+        owner: str | None = None
+        if head:
+            node = ports.head_node  # the cluster's: released with the cluster, never with a head pod
+        else:
+            owner = f"pod/{cluster.metadata.namespace}/{uuid.uuid4().hex[:12]}"
+            agent, metrics = self.ports.allocate(2, owner=owner)
+            node = NodePorts(agent=agent, metrics=metrics)
+        temp_dir = self.ray_temp_dir(cluster)
         adjusted = adjust_pod(
             pod,
             head=head,
-            cluster=self.cluster_ports(cluster),
+            cluster=ports,
             node=node,
             auth_secret=auth_secret or f"{cluster.metadata.name}",
-            temp_dir=str(self.ray_temp_dir(cluster)),
+            temp_dir=str(temp_dir),
         )
         metadata = adjusted.setdefault("metadata", {})
         annotations = metadata.setdefault("annotations", {})
-        annotations[NODE_PORTS_ANNOTATION] = f"agent={agent},metrics={metrics}"
-        annotations[PORT_OWNER_ANNOTATION] = owner
+        annotations[NODE_PORTS_ANNOTATION] = f"agent={node.agent},metrics={node.metrics}"
+        annotations.pop(PORT_OWNER_ANNOTATION, None)  # whatever the template says: the runner would release it
+        if owner is not None:
+            annotations[PORT_OWNER_ANNOTATION] = owner
+        annotations[RAY_TEMP_DIR_ANNOTATION] = str(temp_dir)
         metadata["finalizers"] = [*(metadata.get("finalizers") or []), POD_FINALIZER]
         return adjusted
 
@@ -89,7 +108,7 @@ class LocalEnvironment:
         Short, because Ray's Unix socket paths (``<temp dir>/session_<date>_<pid>/sockets/plasma_store.N``)
         must stay under 108 bytes; the parent is private to this user.
         """
-        root = Path(tempfile.gettempdir()) / f"kray-{os.getuid()}"
+        root = ray_temp_root()
         root.mkdir(mode=0o700, exist_ok=True)
         return root / (cluster.metadata.uid or cluster.metadata.name or "cluster").replace("-", "")[:12]
 
@@ -97,7 +116,11 @@ class LocalEnvironment:
         return adjust_head_service(service, cluster=self.cluster_ports(cluster))
 
     def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str:
-        return f"{LOCAL_HOST}:{self.cluster_ports(cluster).dashboard}"
+        text = (cluster.metadata.annotations or {}).get(PORTS_ANNOTATION) or ""
+        dashboard = ClusterPorts.parse_annotation(text).get("dashboard")
+        if dashboard is None:  # (only the dashboard: an annotation not yet upgraded still answers)
+            raise RuntimeError(f"RayCluster {cluster.metadata.name} has no dashboard port in {PORTS_ANNOTATION} yet")
+        return f"{LOCAL_HOST}:{dashboard}"
 
     def release(self, *, namespace: str, name: str) -> None:
         self.ports.release(cluster_owner(namespace, name))

@@ -1,12 +1,49 @@
-"""Where local mode keeps its state: one directory (``KRAY_HOME``, else the user's state dir)."""
+"""Where local mode keeps its state: one directory (``KRAY_HOME``, else the user's state dir), plus the
+per-user root of the clusters' Ray temp dirs, and the one guarded way to delete anything under either."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+
+class UnsafePath(ValueError):
+    """A path kray was asked to delete is not strictly inside the root it must stay in."""
+
+
+def ray_temp_root() -> Path:
+    """The parent of every cluster's Ray temp dir (``--temp-dir``), private to this user.
+
+    Short on purpose: Ray's Unix socket paths live below it and must stay under 108 bytes.
+    """
+    return Path(tempfile.gettempdir()) / f"kray-{os.getuid()}"
+
+
+def remove_tree(path: Path, *, inside: Path) -> bool:
+    """Delete ``path`` (a directory tree or a file) when it lies strictly inside ``inside``.
+
+    Raises :class:`UnsafePath` (and deletes nothing) when ``path`` is a symlink or resolves outside
+    ``inside`` (or to ``inside`` itself), so an annotation or a planted link can never point the deletion
+    elsewhere; ``shutil.rmtree`` does not follow the links it meets below ``path`` either. Returns
+    whether something was there to delete; OSErrors of the deletion itself propagate.
+    """
+    if path.is_symlink():
+        raise UnsafePath(f"{path} is a symlink")
+    real, root = path.resolve(), inside.resolve()
+    if real == root or not real.is_relative_to(root):
+        raise UnsafePath(f"{path} is not inside {inside}")
+    if not real.exists():
+        return False
+    if real.is_dir():
+        shutil.rmtree(real)
+    else:
+        real.unlink()
+    return True
 
 
 @dataclass(frozen=True, slots=True)

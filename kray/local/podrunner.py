@@ -4,8 +4,11 @@ For each Pod it runs the init containers in order, then the Ray container (``con
 the pod's command, args and resolved env — the very ``ray start`` line KubeRay generates — using
 the ``ray`` of the current Python environment (the image is ignored; it says so once). It reports
 phase, pod IP (127.0.0.1), container states and readiness (from the pod's readiness probe) back to
-the store, applies ``restartPolicy`` with CrashLoopBackOff delays, and kills the whole process tree
-when the Pod goes away.
+the store as the kubelet would — a restarted container keeps its previous exit in ``lastState.terminated``
+(exit code, reason, last log lines), which is what tells a crash loop's cause — applies ``restartPolicy``
+with CrashLoopBackOff delays, and kills the whole process tree when the Pod goes away. A deleted pod
+leaves nothing on disk: its own directory (container logs) goes, and its cluster's Ray temp dir goes with
+the cluster's last pod.
 
 Process identity (pid, start time, tag) is recorded on the Pod, so a restarted runner re-adopts
 live processes instead of starting them twice, and cleans up after processes that died meanwhile.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -27,8 +31,10 @@ import structlog
 
 from kray.local import procs
 from kray.local.errors import LocalError, ProbeSpecError
+from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
 from kray.local.podenv import LOCAL_POD_IP, EnvError, expand_args, resolve_env
 from kray.local.ports import PortAllocator
+from kray.local.preflight import find_ray, missing_ray_message, pod_path
 from kray.local.probes import ProbeEvent, ProbeKind, ProbeRunner, parse_probe
 from kray.runtime.informer import Informer, ObjectKey, key_of
 from kray.runtime.workqueue import ShutDown, WorkQueue
@@ -43,15 +49,28 @@ PID_ANNOTATION = "kray.io/pid"
 CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
 TAG_ANNOTATION = "kray.io/process-tag"
 PORT_OWNER_ANNOTATION = "kray.io/port-owner"
+RAY_TEMP_DIR_ANNOTATION = "kray.io/ray-temp-dir"
+"""The Ray temp dir (``--temp-dir``) the pod's processes share with the rest of its cluster. The runner
+deletes it when no pod that may still run uses it, and only if it lies inside :func:`ray_temp_root`."""
 FINALIZER = "kray.io/pod-runner"
 """Set on every pod local mode creates: a deleted pod stays (Terminating, with a deletionTimestamp) until the
 runner has stopped its processes, as the kubelet's graceful deletion keeps a pod until its containers are
 gone. Without it a suspended or deleted cluster would read as gone while its Ray processes still run."""
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
+_RAY_COMMAND = re.compile(r"(^|[\s;&|(])ray\s")
+"""A command line that runs ``ray`` (KubeRay's generated ``ray start`` line, a user's ``ray ...``)."""
+MESSAGE_LIMIT = 4000
+"""Characters of a log tail kept in a status ``message``."""
+ENDED = frozenset({"Succeeded", "Failed"})
 
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_dir(state_dir: Path, namespace: str, name: str) -> Path:
+    """Where a pod's container logs (and default working dir) live."""
+    return state_dir / "pods" / namespace / name
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +143,12 @@ class PodRunner:
                 await task.stop()
                 if self.ports is not None and task.port_owner:
                     self.ports.release(task.port_owner)
-            if pod is not None:
+            if pod is not None and FINALIZER in (pod["metadata"].get("finalizers") or []):
                 await self._finish_deletion(pod, stopped=task is not None)
+            elif task is not None:
+                await self._clean_up(pod if pod is not None else task.pod)
             return
-        if task is not None or (pod.get("status") or {}).get("phase") in {"Succeeded", "Failed"}:
+        if task is not None or (pod.get("status") or {}).get("phase") in ENDED:
             return
         if not self._image_noted:
             self._image_noted = True
@@ -138,7 +159,8 @@ class PodRunner:
         task.start()
 
     async def _finish_deletion(self, pod: Obj, *, stopped: bool) -> None:
-        """A deleting pod's processes are stopped: let it go (stopping first what a previous runner left)."""
+        """A deleting pod's processes are stopped: clean up after it and let it go (stopping first what a
+        previous runner left)."""
         meta = pod["metadata"]
         finalizers = meta.get("finalizers") or []
         if FINALIZER not in finalizers:
@@ -151,11 +173,66 @@ class PodRunner:
             owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
             if self.ports is not None and owner:
                 self.ports.release(owner)
+        await self._clean_up(pod)
         remaining = [f for f in finalizers if f != FINALIZER]
         with contextlib.suppress(NotFound):
             await self.store.patch(
                 POD, meta["name"], namespace=meta.get("namespace"), patch={"metadata": {"finalizers": remaining}}
             )
+
+    # -- leaving nothing behind -----------------------------------------------------------------------
+
+    async def _clean_up(self, pod: Obj) -> None:
+        """Delete a stopped pod's directory, and its cluster's Ray temp dir unless another pod may use it.
+
+        Runs on the runner's single worker, the only place a PodTask is registered and started: between
+        the "in use?" check and the deletion no pod of the same cluster can start. Never raises.
+        """
+        key = key_of(pod)
+        pods_root = self.settings.state_dir / "pods"
+        await self._remove(pod_dir(self.settings.state_dir, key[0] or "default", key[1]), inside=pods_root)
+        temp_dir = _temp_dir_of(pod)
+        if temp_dir and not await self._temp_dir_in_use(temp_dir, besides=key):
+            await self._remove(Path(temp_dir), inside=ray_temp_root())
+
+    async def _temp_dir_in_use(self, temp_dir: str, *, besides: ObjectKey) -> bool:
+        """Whether a pod other than ``besides`` runs, or may yet run, with this Ray temp dir.
+
+        Besides this runner's tasks, the store is asked: after a runner restart, live pods of the same
+        cluster are adopted only when the queue reaches them.
+        """
+        for key, task in self.tasks.items():
+            if key != besides and task.active and _temp_dir_of(task.pod) == temp_dir:
+                return True
+        try:
+            pods = (await self.store.list(POD)).items
+        except StoreError as error:
+            log.warning("podrunner.cleanup_skipped", temp_dir=temp_dir, error=str(error))
+            return True
+        return any(key_of(other) != besides and _temp_dir_of(other) == temp_dir and _may_run(other) for other in pods)
+
+    async def _remove(self, path: Path, *, inside: Path) -> None:
+        try:
+            removed = await asyncio.to_thread(remove_tree, path, inside=inside)
+        except (OSError, UnsafePath) as error:
+            log.warning("podrunner.cleanup_failed", path=str(path), error=str(error))
+        else:
+            if removed:
+                log.debug("podrunner.removed", path=str(path))
+
+
+def _temp_dir_of(pod: Obj) -> str | None:
+    return ((pod.get("metadata") or {}).get("annotations") or {}).get(RAY_TEMP_DIR_ANNOTATION) or None
+
+
+def _may_run(pod: Obj) -> bool:
+    """Whether a pod's processes may be alive, or may start: it has not ended and, if it is being deleted,
+    our finalizer still holds it (without it, only the runner's task for it would tell, and that is
+    checked apart)."""
+    meta = pod.get("metadata") or {}
+    if (pod.get("status") or {}).get("phase") in ENDED:
+        return False
+    return not meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or [])
 
 
 class PodTask:
@@ -169,13 +246,26 @@ class PodTask:
         self.name: str = meta["name"]
         self.namespace: str = meta.get("namespace") or "default"
         self.port_owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
-        self.dir: Path = settings.state_dir / "pods" / self.namespace / self.name
+        self.dir: Path = pod_dir(settings.state_dir, self.namespace, self.name)
         self.handle: procs.ProcessHandle | None = None
+        # What the pod already says (a restarted runner adopting it): the Ray container's last
+        # termination, reported as lastState until the next one, and when its current run started.
+        ray = _ray_status(pod)
+        state = ray.get("state") or {}
+        self._last_termination: dict[str, Any] | None = (
+            state.get("terminated") or (ray.get("lastState") or {}).get("terminated") or None
+        )
+        self._started_at: str | None = (state.get("running") or {}).get("startedAt")
         self._task: asyncio.Task[None] | None = None
         self._detached = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._main(), name=f"pod-{self.namespace}-{self.name}")
+
+    @property
+    def active(self) -> bool:
+        """Its processes may be alive: the pod's life is not over, or a process of it is not yet stopped."""
+        return self.handle is not None or (self._task is not None and not self._task.done())
 
     def detach(self) -> None:
         """Leave the processes running (the runner is going away but the pods are not)."""
@@ -216,8 +306,10 @@ class PodTask:
         while True:
             if adopted is not None:
                 self.handle, adopted = adopted, None
+                self._started_at = self._started_at or _now()
             else:
                 try:
+                    self._started_at = _now()
                     self.handle = await self._spawn(ray, env)
                 except LocalError as error:
                     await self._terminated(
@@ -235,7 +327,7 @@ class PodTask:
                     continue
             await self._running(ray, restarts=restarts, ready=ray.get("readinessProbe") is None)
             code = await self._watch(ray)
-            message = procs.tail(self._log(ray), lines=20) if code != 0 else ""
+            message = procs.tail(self._log(ray), lines=20) if code != 0 else ""  # FallbackToLogsOnError
             finished = policy == "Never" or (policy == "OnFailure" and code == 0)
             phase = ("Succeeded" if code == 0 else "Failed") if finished else None
             await self._terminated(
@@ -255,8 +347,10 @@ class PodTask:
     async def _env(self, container: dict[str, Any]) -> dict[str, str]:
         resolved = await resolve_env(store=self.store, pod=self.pod, container=container)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
-        base["PATH"] = f"{self.settings.bin_dir}{os.pathsep}{base.get('PATH', '')}"
-        return {**base, **resolved, HOME_ENV: str(self.settings.state_dir)}
+        env = {**base, **resolved, HOME_ENV: str(self.settings.state_dir)}
+        # kray's environment comes first even when the manifest sets PATH (for its image's directories).
+        env["PATH"] = pod_path(self.settings.bin_dir, env.get("PATH"))
+        return env
 
     def _log(self, container: dict[str, Any]) -> Path:
         return self.dir / f"{container.get('name', 'container')}.log"
@@ -272,6 +366,8 @@ class PodTask:
         argv = expand_args([*(container.get("command") or []), *(container.get("args") or [])], env)
         if not argv:
             raise LocalError("the container has no command: local mode cannot run an image's entrypoint")
+        if _RAY_COMMAND.search(" ".join(argv)) and find_ray(bin_dir=self.settings.bin_dir, path=env["PATH"]) is None:
+            raise LocalError(missing_ray_message(bin_dir=self.settings.bin_dir))
         handle = await asyncio.to_thread(
             procs.spawn, argv=argv, env=env, cwd=self._workdir(container), log_path=self._log(container)
         )
@@ -392,90 +488,114 @@ class PodTask:
             raise asyncio.CancelledError from None
 
     async def _status(self, *, phase: str, reason: str, message: str) -> None:
-        await self._patch_status({"phase": phase, "reason": reason, "message": message[-4000:]})
+        await self._patch_status({"phase": phase, "reason": reason, "message": message[-MESSAGE_LIMIT:]})
+
+    async def _report(
+        self,
+        container: dict[str, Any],
+        *,
+        state: dict[str, Any],
+        restarts: int,
+        ready: bool = False,
+        phase: str | None = None,
+        pod_fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the Ray container's status and the pod conditions that follow from it (the one builder).
+
+        ``lastState`` is the previous termination, as the kubelet keeps it: while the container waits to
+        restart and once it runs again, it says how the last run ended.
+        """
+        name = str(container.get("name") or "")
+        entry = {
+            "name": name,
+            "ready": ready,
+            "restartCount": restarts,
+            "image": container.get("image", ""),
+            "started": "running" in state,
+            "state": state,
+            "lastState": {"terminated": self._last_termination} if self._last_termination else {},
+        }
+        previous = (self.pod.get("status") or {}).get("conditions")
+        status: dict[str, Any] = {
+            **(pod_fields or {}),
+            "conditions": _conditions(previous, ready=ready, container=name, now=_now()),
+            "containerStatuses": [entry],
+        }
+        if phase is not None:
+            status["phase"] = phase
+        await self._patch_status(status)
 
     async def _running(self, container: dict[str, Any], *, restarts: int, ready: bool) -> None:
         now = _now()
-        flag = "True" if ready else "False"
-        await self._patch_status(
-            {
-                "phase": "Running",
+        await self._report(
+            container,
+            state={"running": {"startedAt": self._started_at or now}},
+            restarts=restarts,
+            ready=ready,
+            phase="Running",
+            pod_fields={
                 "podIP": LOCAL_POD_IP,
                 "podIPs": [{"ip": LOCAL_POD_IP}],
                 "hostIP": LOCAL_POD_IP,
                 "startTime": (self.pod.get("status") or {}).get("startTime") or now,
-                "conditions": _conditions(initialized=True, ready=flag, now=now),
-                "containerStatuses": [
-                    {
-                        "name": container.get("name"),
-                        "ready": ready,
-                        "restartCount": restarts,
-                        "image": container.get("image", ""),
-                        "started": True,
-                        "state": {"running": {"startedAt": now}},
-                    }
-                ],
-            }
+            },
         )
 
     async def _waiting(self, container: dict[str, Any], *, reason: str, message: str, restarts: int = 0) -> None:
-        await self._patch_status(
-            {
-                "phase": "Pending"
-                if reason == "CreateContainerConfigError"
-                else (self.pod.get("status") or {}).get("phase", "Pending"),
-                "conditions": _conditions(initialized=True, ready="False", now=_now()),
-                "containerStatuses": [
-                    {
-                        "name": container.get("name"),
-                        "ready": False,
-                        "restartCount": restarts,
-                        "image": container.get("image", ""),
-                        "state": {"waiting": {"reason": reason, "message": message}},
-                    }
-                ],
-            }
+        phase = (
+            "Pending"
+            if reason == "CreateContainerConfigError"
+            else (self.pod.get("status") or {}).get("phase", "Pending")
+        )
+        await self._report(
+            container, state={"waiting": {"reason": reason, "message": message}}, restarts=restarts, phase=phase
         )
 
     async def _terminated(
         self, container: dict[str, Any], *, code: int, reason: str, message: str, restarts: int, phase: str | None
     ) -> None:
         now = _now()
-        status: dict[str, Any] = {
-            "conditions": _conditions(initialized=True, ready="False", now=now),
-            "containerStatuses": [
-                {
-                    "name": container.get("name"),
-                    "ready": False,
-                    "restartCount": restarts,
-                    "image": container.get("image", ""),
-                    "state": {
-                        "terminated": {
-                            "exitCode": code,
-                            "reason": reason,
-                            "message": message[-4000:],
-                            "finishedAt": now,
-                        }
-                    },
-                }
-            ],
-        }
-        if phase is not None:
-            status["phase"] = phase
-            if message:
-                status["message"] = message[-4000:]
-        await self._patch_status(status)
+        termination: dict[str, Any] = {"exitCode": code, "reason": reason}
+        if message:
+            termination["message"] = message[-MESSAGE_LIMIT:]
+        termination |= {"startedAt": self._started_at or now, "finishedAt": now}
+        pod_fields = {"message": message[-MESSAGE_LIMIT:]} if phase is not None and message else None
+        await self._report(
+            container, state={"terminated": termination}, restarts=restarts, phase=phase, pod_fields=pod_fields
+        )
+        self._last_termination = termination
+        self._started_at = None
 
 
-def _conditions(*, initialized: bool, ready: str, now: str) -> list[dict[str, str]]:
-    return [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-        {"type": "Initialized", "status": "True" if initialized else "False", "lastTransitionTime": now},
-        {"type": "ContainersReady", "status": ready, "lastTransitionTime": now},
-        {"type": "Ready", "status": ready, "lastTransitionTime": now},
-    ]
+def _conditions(
+    previous: list[dict[str, Any]] | None, *, ready: bool, container: str, now: str
+) -> list[dict[str, str]]:
+    """The kubelet's pod conditions (the pod is scheduled and initialized once the Ray container runs).
+
+    A condition's ``lastTransitionTime`` moves only when its status flips; a not-ready pod says why, in
+    Kubernetes' words.
+    """
+    before = {c.get("type"): c for c in previous or ()}
+    flag = "True" if ready else "False"
+    why = {} if ready else {"reason": "ContainersNotReady", "message": f"containers with unready status: [{container}]"}
+    out = []
+    for type_, status, extra in (
+        ("PodScheduled", "True", {}),
+        ("Initialized", "True", {}),
+        ("ContainersReady", flag, why),
+        ("Ready", flag, why),
+    ):
+        old = before.get(type_) or {}
+        since = old.get("lastTransitionTime") if old.get("status") == status else None
+        out.append({"type": type_, "status": status, "lastTransitionTime": since or now, **extra})
+    return out
+
+
+def _ray_status(pod: Obj) -> dict[str, Any]:
+    """The Ray container's (``containers[0]``) status entry, or an empty one."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return dict(statuses[0]) if statuses else {}
 
 
 def _restart_count(pod: Obj) -> int:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return int(statuses[0].get("restartCount", 0)) if statuses else 0
+    return int(_ray_status(pod).get("restartCount", 0))

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kray.local.adjust import ClusterPorts, NodePorts, adjust_head_service, adjust_pod, adjust_ray_start
 
 CLUSTER = ClusterPorts(
-    gcs=30001, dashboard=30002, client=30003, serve=30004, dashboard_metrics=30005, autoscaler_metrics=30006
+    gcs=30001,
+    dashboard=30002,
+    client=30003,
+    serve=30004,
+    dashboard_metrics=30005,
+    autoscaler_metrics=30006,
+    head_agent=30007,
+    head_metrics=30008,
 )
 NODE = NodePorts(agent=31001, metrics=31002)
 HEAD_LINE = (
@@ -106,3 +115,45 @@ def test_head_service_targets_the_local_ports() -> None:
 
 def test_cluster_ports_round_trip_through_their_annotation() -> None:
     assert ClusterPorts.from_annotation(CLUSTER.as_annotation()) == CLUSTER
+
+
+def test_head_service_metrics_and_agent_target_the_heads_cluster_ports() -> None:
+    # status.endpoints lists these target ports: metrics must be where the head really exports them.
+    service = {
+        "spec": {
+            "ports": [
+                {"name": "metrics", "port": 8080, "targetPort": 8080},
+                {"name": "dashboard-agent", "port": 52365, "targetPort": 52365},
+                {"name": "serve", "port": 8000, "targetPort": 8000},
+                {"name": "custom", "port": 9999, "targetPort": "named"},
+            ]
+        }
+    }
+    ports = adjust_head_service(service, cluster=CLUSTER)["spec"]["ports"]
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in ports} == {
+        "metrics": (30008, 30008),
+        "dashboard-agent": (30007, 30007),
+        "serve": (30004, 30004),
+        "custom": (9999, "named"),
+    }
+
+
+def test_the_head_runs_on_the_clusters_head_node_ports() -> None:
+    line = adjust_ray_start(HEAD_LINE, head=True, cluster=CLUSTER, node=CLUSTER.head_node)
+    assert "--metrics-export-port=30008" in line
+    assert "--dashboard-agent-listen-port=30007" in line
+
+
+def test_an_older_annotation_parses_to_what_it_has_and_is_not_a_full_set() -> None:
+    old = "gcs=1,dashboard=2,client=3,serve=4,dashboard_metrics=5,autoscaler_metrics=6"
+    assert ClusterPorts.parse_annotation(old) == {
+        "gcs": 1,
+        "dashboard": 2,
+        "client": 3,
+        "serve": 4,
+        "dashboard_metrics": 5,
+        "autoscaler_metrics": 6,
+    }
+    with pytest.raises(ValueError, match="head_agent, head_metrics"):
+        ClusterPorts.from_annotation(old)
+    assert ClusterPorts.parse_annotation("gcs=x,,bogus=7,=3,dashboard=12 ") == {"dashboard": 12}

@@ -63,6 +63,10 @@ def test_cluster_status_is_kuberays(local: Local, ready: str) -> None:
     assert st["head"]["podIP"] == "127.0.0.1"
     assert st["head"]["podName"] == head["metadata"]["name"]
     assert st["head"]["serviceName"] == f"{ready}-head-svc"
+    # KubeRay lists the head Service's target ports: metrics is where the head really exports them.
+    node = dict(part.split("=") for part in annotations(head)["kray.io/node-ports"].split(","))
+    assert st["endpoints"]["metrics"] == node["metrics"] == str(ports["head_metrics"])
+    assert "kray.io/port-owner" not in annotations(head)  # the cluster owns the head's node ports
     # The dashboard really is there, on the advertised port, behind the cluster's token.
     assert local.ray_jobs(ready) is not None
 

@@ -1,0 +1,431 @@
+"""The pod runner against the real embedded store, with trivial shell containers (no Ray).
+
+What it writes must read like the kubelet's: a restarted container keeps its previous exit in
+``lastState.terminated``, a not-ready pod says ``ContainersNotReady``; and a deleted pod leaves nothing
+on disk: its directory goes, and its cluster's Ray temp dir goes with the cluster's last pod, but only
+ever inside the kray temp root. Every wait has a deadline and fails with what it last saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kray.local import procs
+from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
+from kray.local.podrunner import (
+    CREATE_TIME_ANNOTATION,
+    FINALIZER,
+    PID_ANNOTATION,
+    RAY_TEMP_DIR_ANNOTATION,
+    TAG_ANNOTATION,
+    PodRunner,
+    RunnerSettings,
+    _conditions,
+    pod_dir,
+)
+from kray.local.store import EmbeddedSettings, EmbeddedStore, open_embedded_store
+from kray.store import POD, Obj
+from kray.store.errors import NotFound
+
+NAMESPACE = "default"
+CONTAINER = "ray-head"
+UNREADY = f"containers with unready status: [{CONTAINER}]"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
+    async with await open_embedded_store(tmp_path / "store.db", settings=EmbeddedSettings(poll_interval=0.05)) as s:
+        yield s
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> RunnerSettings:
+    return RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=1)
+
+
+@pytest.fixture
+def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The kray temp root, moved under tmp_path (ray_temp_root() follows tempfile's directory)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    root = ray_temp_root()
+    root.mkdir(parents=True)
+    assert root.is_relative_to(tmp_path)
+    return root
+
+
+@contextlib.asynccontextmanager
+async def running(store: EmbeddedStore, settings: RunnerSettings) -> AsyncIterator[PodRunner]:
+    runner = PodRunner(store=store, settings=settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+@pytest.fixture
+async def runner(store: EmbeddedStore, settings: RunnerSettings) -> AsyncIterator[PodRunner]:
+    async with running(store, settings) as started:
+        yield started
+
+
+def pod(
+    name: str, script: str, *, temp_dir: Path | str | None = None, finalizer: bool = True, restart: str = "Always"
+) -> Obj:
+    metadata: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
+    if finalizer:
+        metadata["finalizers"] = [FINALIZER]
+    if temp_dir is not None:
+        metadata["annotations"] = {RAY_TEMP_DIR_ANNOTATION: str(temp_dir)}
+    container = {"name": CONTAINER, "image": "rayproject/ray:2.52.0", "command": ["sh", "-c", script]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": metadata,
+        "spec": {"restartPolicy": restart, "containers": [container]},
+    }
+
+
+async def get(store: EmbeddedStore, name: str) -> Obj | None:
+    try:
+        return await store.get(POD, name, namespace=NAMESPACE)
+    except NotFound:
+        return None
+
+
+async def wait_pod(
+    store: EmbeddedStore, name: str, check: Callable[[Obj | None], bool], *, what: str, timeout: float = 20.0
+) -> Obj | None:
+    """The pod (or None, once gone) as soon as ``check`` holds; fails with the last version seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = await get(store, name)
+        if check(seen):
+            return seen
+        if loop.time() > deadline:
+            shown = seen and {"annotations": seen["metadata"].get("annotations"), "status": seen.get("status")}
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; pod {name} last: {shown}")
+        await asyncio.sleep(0.02)
+
+
+def ray(p: Obj | None) -> dict[str, Any]:
+    statuses = ((p or {}).get("status") or {}).get("containerStatuses") or [{}]
+    return dict(statuses[0])
+
+
+def state_of(p: Obj | None) -> str:
+    return next(iter(ray(p).get("state") or {"": None}))
+
+
+def conditions(p: Obj | None) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in ((p or {}).get("status") or {}).get("conditions") or ()}
+
+
+def crash_looping(p: Obj | None) -> bool:
+    return ((ray(p).get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff"
+
+
+def assert_last_exit_was_boom(p: Obj | None) -> None:
+    last = (ray(p).get("lastState") or {}).get("terminated")
+    assert last is not None, ray(p)
+    assert last["exitCode"] == 3
+    assert last["reason"] == "Error"
+    assert "boom" in last["message"]
+    assert last["startedAt"] <= last["finishedAt"]
+
+
+# -- the kubelet's container status ----------------------------------------------------------------
+
+
+async def test_a_crashed_container_keeps_its_exit_in_last_state_while_backing_off_and_once_running_again(
+    store: EmbeddedStore, runner: PodRunner, tmp_path: Path
+) -> None:
+    marker = tmp_path / "crashed-once"
+    script = f'if [ -e "{marker}" ]; then echo again; exec sleep 30; else touch "{marker}"; echo boom; exit 3; fi'
+    await store.create(POD, pod("flaky", script))
+
+    waiting = await wait_pod(store, "flaky", crash_looping, what="CrashLoopBackOff after the first exit")
+    assert ray(waiting)["restartCount"] == 1
+    assert_last_exit_was_boom(waiting)
+    assert ray(waiting)["ready"] is False
+    for kind in ("Ready", "ContainersReady"):
+        assert conditions(waiting)[kind]["status"] == "False"
+        assert conditions(waiting)[kind]["reason"] == "ContainersNotReady"
+        assert conditions(waiting)[kind]["message"] == UNREADY
+
+    back = await wait_pod(store, "flaky", lambda p: state_of(p) == "running", what="the restarted container")
+    assert back is not None
+    assert ray(back)["restartCount"] == 1
+    assert_last_exit_was_boom(back)
+    assert ray(back)["ready"] is True  # no readiness probe: ready once running
+    assert back["status"]["phase"] == "Running"
+    for kind in ("Ready", "ContainersReady"):
+        assert conditions(back)[kind]["status"] == "True"
+        assert "reason" not in conditions(back)[kind]
+        assert "message" not in conditions(back)[kind]
+
+
+async def test_every_restart_counts_and_each_back_off_tells_the_last_exit(
+    store: EmbeddedStore, runner: PodRunner
+) -> None:
+    await store.create(POD, pod("crasher", "echo boom; exit 3"))
+    counts: list[int] = []
+    for expected in (1, 2):
+        seen = await wait_pod(
+            store,
+            "crasher",
+            lambda p, n=expected: crash_looping(p) and ray(p)["restartCount"] >= n,
+            what=f"back-off number {expected}",
+        )
+        assert_last_exit_was_boom(seen)
+        counts.append(ray(seen)["restartCount"])
+    assert counts[0] < counts[1]
+
+
+async def test_a_completed_container_under_never_ends_the_pod_with_its_exit(
+    store: EmbeddedStore, runner: PodRunner
+) -> None:
+    await store.create(POD, pod("once", "echo done; exit 0", restart="Never"))
+    ended = await wait_pod(store, "once", lambda p: (p or {}).get("status", {}).get("phase") == "Succeeded", what="end")
+    terminated = ray(ended)["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+    assert terminated["startedAt"] <= terminated["finishedAt"]
+    assert ray(ended)["lastState"] == {}  # it never ran before
+    assert conditions(ended)["Ready"]["reason"] == "ContainersNotReady"
+
+
+async def test_an_adopted_container_keeps_the_last_state_the_pod_already_had(
+    store: EmbeddedStore, settings: RunnerSettings, tmp_path: Path
+) -> None:
+    handle = procs.spawn(argv=["sleep", "30"], env=dict(os.environ), cwd=tmp_path, log_path=tmp_path / "adopted.log")
+    try:
+        manifest = pod("adopted", "echo never started; exit 9")
+        manifest["metadata"]["annotations"] = {
+            PID_ANNOTATION: str(handle.pid),
+            CREATE_TIME_ANNOTATION: repr(handle.create_time),
+            TAG_ANNOTATION: handle.tag or "",
+        }
+        await store.create(POD, manifest)
+        earlier = {
+            "exitCode": 3,
+            "reason": "Error",
+            "message": "boom\n",
+            "startedAt": "2026-01-01T00:00:00Z",
+            "finishedAt": "2026-01-01T00:00:05Z",
+        }
+        status = {
+            "phase": "Running",
+            "containerStatuses": [
+                {
+                    "name": CONTAINER,
+                    "ready": True,
+                    "restartCount": 4,
+                    "image": "rayproject/ray:2.52.0",
+                    "started": True,
+                    "state": {"running": {"startedAt": "2026-01-01T00:00:10Z"}},
+                    "lastState": {"terminated": earlier},
+                }
+            ],
+        }
+        await store.patch(POD, "adopted", namespace=NAMESPACE, patch={"status": status}, subresource="status")
+
+        async with running(store, settings):
+            again = await wait_pod(
+                store,
+                "adopted",
+                lambda p: "ContainersReady" in conditions(p),
+                what="the runner to report the adopted container",
+            )
+            assert ray(again)["state"] == {"running": {"startedAt": "2026-01-01T00:00:10Z"}}
+            assert ray(again)["lastState"] == {"terminated": earlier}
+            assert ray(again)["restartCount"] == 4
+            assert again is not None
+            assert again["metadata"]["annotations"][PID_ANNOTATION] == str(handle.pid)  # adopted, not respawned
+    finally:
+        procs.terminate_tree(handle, grace=1)
+
+
+def test_a_condition_moves_its_transition_time_only_when_its_status_flips() -> None:
+    first = _conditions(None, ready=False, container="c", now="T1")
+    assert {c["lastTransitionTime"] for c in first} == {"T1"}
+    assert first[-1] == {
+        "type": "Ready",
+        "status": "False",
+        "lastTransitionTime": "T1",
+        "reason": "ContainersNotReady",
+        "message": "containers with unready status: [c]",
+    }
+    still = _conditions(first, ready=False, container="c", now="T2")
+    assert {c["lastTransitionTime"] for c in still} == {"T1"}
+    flipped = {c["type"]: c for c in _conditions(still, ready=True, container="c", now="T3")}
+    assert flipped["Ready"] == {"type": "Ready", "status": "True", "lastTransitionTime": "T3"}
+    assert flipped["ContainersReady"]["lastTransitionTime"] == "T3"
+    assert flipped["PodScheduled"]["lastTransitionTime"] == "T1"
+
+
+# -- leaving nothing behind -------------------------------------------------------------------------
+
+
+def cluster_temp_dir(root: Path, name: str = "0123456789ab") -> Path:
+    """A Ray temp dir as a running cluster leaves it (a session with a socket dir and logs)."""
+    temp = root / name
+    (temp / "session_latest" / "sockets").mkdir(parents=True)
+    (temp / "session_latest" / "logs.txt").write_text("raylet says hi\n")
+    return temp
+
+
+async def delete_and_wait_gone(store: EmbeddedStore, name: str) -> None:
+    await store.delete(POD, name, namespace=NAMESPACE)
+    await wait_pod(store, name, lambda p: p is None, what=f"pod {name} to be gone")
+
+
+def running_pod(p: Obj | None) -> bool:
+    return state_of(p) == "running"
+
+
+@pytest.mark.parametrize("finalizer", [True, False], ids=["with-finalizer", "without-finalizer"])
+async def test_a_deleted_pod_takes_its_directory_and_the_last_one_its_clusters_temp_dir(
+    store: EmbeddedStore, runner: PodRunner, settings: RunnerSettings, temp_root: Path, finalizer: bool
+) -> None:
+    temp = cluster_temp_dir(temp_root)
+    for name in ("head", "worker"):
+        await store.create(POD, pod(name, "echo up; exec sleep 30", temp_dir=temp, finalizer=finalizer))
+    for name in ("head", "worker"):
+        await wait_pod(store, name, running_pod, what=f"{name} running")
+    head_dir, worker_dir = (pod_dir(settings.state_dir, NAMESPACE, n) for n in ("head", "worker"))
+    assert (head_dir / f"{CONTAINER}.log").is_file()
+
+    await delete_and_wait_gone(store, "worker")
+    await _eventually(lambda: not worker_dir.exists(), what=f"{worker_dir} removed")
+    assert temp.is_dir(), "the head still runs with this temp dir"
+    assert (temp / "session_latest" / "logs.txt").is_file()
+    assert head_dir.is_dir()
+
+    await delete_and_wait_gone(store, "head")
+    await _eventually(lambda: not head_dir.exists() and not temp.exists(), what="head dir and temp dir removed")
+    assert temp_root.is_dir(), "the root itself stays"
+
+
+async def test_after_a_runner_restart_the_temp_dir_of_a_pod_not_yet_adopted_stays(
+    store: EmbeddedStore, settings: RunnerSettings, temp_root: Path
+) -> None:
+    # A restarted runner adopts live pods only as its queue reaches them: "in use" asks the store too.
+    temp = cluster_temp_dir(temp_root)
+    async with running(store, settings) as first:
+        first.kill_on_exit = False  # (as `kray server stop --keep-pods` would: the pods outlive the runner)
+        for name in ("a-deleted", "z-alive"):
+            await store.create(POD, pod(name, "exec sleep 30", temp_dir=temp))
+        for name in ("a-deleted", "z-alive"):
+            await wait_pod(store, name, running_pod, what=f"{name} running")
+    await store.delete(POD, "a-deleted", namespace=NAMESPACE)  # while no runner runs
+    async with running(store, settings):
+        await wait_pod(store, "a-deleted", lambda p: p is None, what="the leftover pod to be let go")
+        alive = await get(store, "z-alive")
+        assert running_pod(alive), alive
+        assert temp.is_dir(), "z-alive's processes still use it"
+        assert (temp / "session_latest" / "logs.txt").is_file()
+
+
+@pytest.mark.parametrize("where", ["outside", "dotdot", "symlink", "root"])
+async def test_a_temp_dir_outside_the_kray_root_is_never_removed(
+    store: EmbeddedStore, runner: PodRunner, settings: RunnerSettings, temp_root: Path, tmp_path: Path, where: str
+) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine\n")
+    link = temp_root / "0123456789ab"
+    link.symlink_to(precious, target_is_directory=True)
+    annotated = {
+        "outside": precious,
+        "dotdot": f"{temp_root}/../../precious",
+        "symlink": link,
+        "root": temp_root,
+    }[where]
+    await store.create(POD, pod("victim", "exec sleep 30", temp_dir=annotated))
+    await wait_pod(store, "victim", running_pod, what="victim running")
+    await delete_and_wait_gone(store, "victim")
+    await _eventually(
+        lambda: not pod_dir(settings.state_dir, NAMESPACE, "victim").exists(), what="the pod's own dir removed"
+    )
+    assert (precious / "keep.txt").read_text() == "mine\n"
+    assert link.is_symlink()
+    assert temp_root.is_dir()
+
+
+def test_remove_tree_deletes_only_strictly_inside_its_root_and_never_through_a_link(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "a" / "b").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    (root / "a" / "b" / "link-out").symlink_to(outside, target_is_directory=True)
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    for unsafe in (root, root / "..", outside, root / "link", root / "a" / ".." / ".." / "outside"):
+        with pytest.raises(UnsafePath):
+            remove_tree(unsafe, inside=root)
+    assert remove_tree(root / "missing", inside=root) is False
+    assert remove_tree(root / "a", inside=root) is True
+    assert not (root / "a").exists()
+    assert (outside / "keep").read_text() == "x", "a link inside the tree is removed, not followed"
+
+
+async def _eventually(check: Callable[[], bool], *, what: str, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_krays_ray_comes_first_on_path_even_when_the_manifest_sets_path(
+    store: EmbeddedStore, settings: RunnerSettings
+) -> None:
+    body = pod("path", "echo PATH=$PATH; sleep 30")
+    body["spec"]["containers"][0]["env"] = [{"name": "PATH", "value": "/home/ray/anaconda3/bin:/usr/bin:/bin"}]
+    async with running(store, settings):
+        await store.create(POD, body)
+        log = pod_dir(settings.state_dir, NAMESPACE, "path") / f"{CONTAINER}.log"
+
+        def printed() -> bool:
+            return log.exists() and "PATH=" in log.read_text()
+
+        deadline = asyncio.get_running_loop().time() + 20
+        while not printed():
+            assert asyncio.get_running_loop().time() < deadline, "the container printed nothing"
+            await asyncio.sleep(0.05)
+        line = next(x for x in log.read_text().splitlines() if x.startswith("PATH="))
+        assert line == f"PATH={settings.bin_dir}:/home/ray/anaconda3/bin:/usr/bin:/bin"
+        await store.delete(POD, "path", namespace=NAMESPACE)
+
+
+async def test_a_ray_command_without_ray_does_not_start_and_says_how_to_install_it(
+    store: EmbeddedStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    settings = RunnerSettings(state_dir=tmp_path / "state", bin_dir=empty, backoff_start=0.3, poll=0.05, grace=1)
+    async with running(store, settings):
+        await store.create(POD, pod("noray", "ulimit -n 1024; ray start --head --block"))
+
+        def backing_off(seen: Obj | None) -> bool:
+            statuses = ((seen or {}).get("status") or {}).get("containerStatuses") or [{}]
+            return "terminated" in (statuses[0].get("lastState") or {})
+
+        seen = await wait_pod(store, "noray", backing_off, what="a recorded start failure")
+        assert seen is not None
+        last = seen["status"]["containerStatuses"][0]["lastState"]["terminated"]
+        assert (last["exitCode"], last["reason"]) == (127, "StartError")
+        assert last["message"].startswith(f"`ray` was not found in {empty} nor on PATH")
+        assert "pip install 'kray[local]'" in last["message"]
+        await store.delete(POD, "noray", namespace=NAMESPACE)
