@@ -34,8 +34,8 @@ class ClusterEnvironment(Protocol):
 
     def customize_service(self, *, cluster: RayCluster, service: Obj) -> Obj: ...
 
-    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str:
-        """``host:port`` of the cluster's dashboard, as the control plane reaches it."""
+    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str | None:
+        """``host:port`` of the cluster's dashboard, as the control plane reaches it (None: not known yet)."""
         ...
 
     def release(self, *, namespace: str, name: str) -> None:
@@ -63,7 +63,7 @@ class KubernetesEnvironment:
     def customize_service(self, *, cluster: RayCluster, service: Obj) -> Obj:
         return service
 
-    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str:
+    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str | None:
         name = cluster.metadata.name or ""
         service = head_service_name(name)
         port = self.options.ports.dashboard

@@ -115,12 +115,12 @@ class LocalEnvironment:
     def customize_service(self, *, cluster: RayCluster, service: Obj) -> Obj:
         return adjust_head_service(service, cluster=self.cluster_ports(cluster))
 
-    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str:
+    def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str | None:
         text = (cluster.metadata.annotations or {}).get(PORTS_ANNOTATION) or ""
         dashboard = ClusterPorts.parse_annotation(text).get("dashboard")
-        if dashboard is None:  # (only the dashboard: an annotation not yet upgraded still answers)
-            raise RuntimeError(f"RayCluster {cluster.metadata.name} has no dashboard port in {PORTS_ANNOTATION} yet")
-        return f"{LOCAL_HOST}:{dashboard}"
+        # None until prepare() reserved the ports (a RayJob may look at its new cluster first); only the
+        # dashboard port is read, so an annotation not yet upgraded still answers.
+        return None if dashboard is None else f"{LOCAL_HOST}:{dashboard}"
 
     def release(self, *, namespace: str, name: str) -> None:
         self.ports.release(cluster_owner(namespace, name))

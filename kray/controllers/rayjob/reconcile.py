@@ -172,7 +172,8 @@ class RayJobReconciler:
             values["cluster_troubles"] = await self._troubles(namespace, cluster_name or "")
         job_id = status.get("jobId")
         dashboard: AsyncDashboardClient | None = None
-        if job_id and (deployment == JobDeploymentStatus.RUNNING.value or deleting or self.observer is not None):
+        wants_dashboard = deployment == JobDeploymentStatus.RUNNING.value or deleting or self.observer is not None
+        if job_id and address is not None and wants_dashboard:
             dashboard = self.dashboards(address, await self._token(cluster))
         if job_id and dashboard is not None and (deployment == JobDeploymentStatus.RUNNING.value or deleting):
             try:
