@@ -327,7 +327,7 @@ class PodTask:
                     continue
             await self._running(ray, restarts=restarts, ready=ray.get("readinessProbe") is None)
             code = await self._watch(ray)
-            message = procs.tail(self._log(ray), lines=20) if code != 0 else ""  # FallbackToLogsOnError
+            message = procs.tail(self._log(ray), lines=20, last_run=True) if code != 0 else ""  # FallbackToLogsOnError
             finished = policy == "Never" or (policy == "OnFailure" and code == 0)
             phase = ("Succeeded" if code == 0 else "Failed") if finished else None
             await self._terminated(
@@ -401,7 +401,7 @@ class PodTask:
         code = await self._wait_exit(handle)
         self.handle = None
         if code != 0:
-            message = procs.tail(self._log(container), lines=20)
+            message = procs.tail(self._log(container), lines=20, last_run=True)
             await self._status(
                 phase="Failed",
                 reason="InitError",

@@ -99,7 +99,7 @@ def spawn(*, argv: Sequence[str], env: Mapping[str, str], cwd: Path | str | None
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab", buffering=0) as log:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        log.write(f"=== {stamp} kray: start {list(argv)!r}\n".encode())
+        log.write(f"=== {stamp} {START_MARKER}{list(argv)!r}\n".encode())
         try:
             popen = subprocess.Popen(
                 list(argv),
@@ -186,8 +186,16 @@ def members(handle: ProcessHandle) -> list[psutil.Process]:
     return list(_members(handle).values())
 
 
-def tail(log_path: Path, lines: int = 40) -> str:
-    """The last ``lines`` lines of a log (reads only the end of the file); empty if there is no log."""
+START_MARKER = "kray: start "
+"""Written (after ``=== <time> ``) at the top of every run's output in a pod's log."""
+
+
+def tail(log_path: Path, lines: int = 40, *, last_run: bool = False) -> str:
+    """The last ``lines`` lines of a log (reads only the end of the file); empty if there is no log.
+
+    With ``last_run``, only what the latest start wrote (the lines after the last start marker), as
+    the kubelet's ``terminated.message`` holds only the ended container's own output.
+    """
     if lines <= 0:
         return ""
     try:
@@ -201,7 +209,12 @@ def tail(log_path: Path, lines: int = 40) -> str:
                 data = f.read(step) + data
     except FileNotFoundError:
         return ""
-    return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
+    kept = data.decode("utf-8", "replace").splitlines()[-lines:]
+    if last_run:
+        starts = [i for i, line in enumerate(kept) if line.startswith("=== ") and START_MARKER in line]
+        if starts:
+            kept = kept[starts[-1] + 1 :]
+    return "\n".join(kept)
 
 
 # -- internals ------------------------------------------------------------------------------------------

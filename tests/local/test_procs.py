@@ -199,3 +199,20 @@ def test_tail(tmp_path: Path) -> None:
     assert procs.tail(tmp_path / "missing.log") == ""
     (tmp_path / "short.log").write_bytes(b"only\n\xff bad utf-8")
     assert procs.tail(tmp_path / "short.log", lines=5) == "only\n\ufffd bad utf-8"
+
+
+def test_tail_of_the_last_run_only(tmp_path: Path, started: list[procs.ProcessHandle]) -> None:
+    log = tmp_path / "runs.log"
+    for run in (1, 2):
+        handle = procs.spawn(
+            argv=[sys.executable, "-c", f"print('run {run} a'); print('run {run} b')"],
+            env=dict(os.environ),
+            cwd=tmp_path,
+            log_path=log,
+        )
+        started.append(handle)
+        assert handle.popen is not None
+        handle.popen.wait(timeout=30)
+    assert procs.tail(log, lines=20, last_run=True) == "run 2 a\nrun 2 b"
+    assert procs.tail(log, lines=1, last_run=True) == "run 2 b"  # no marker in the window: the window
+    assert "run 1 b" in procs.tail(log, lines=20)
