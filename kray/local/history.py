@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,12 @@ from kray.local.paths import LocalPaths
 from kray.store import Obj
 
 log = structlog.get_logger(__name__)
+
+DELETED = "Deleted"
+"""``deployment_status`` of a job whose RayJob was deleted before it ended (KubeRay has no such state)."""
+_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+STOP_SETTLE_SECONDS = 3.0
+"""How long a deleted job's Ray status is awaited after the stop request (Ray stops a driver in ~1 s)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -123,13 +130,34 @@ class JobHistory:
         return [JobRecord(*row) for row in rows]
 
     async def observe(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
+        row = self._row(job, status)
+        if row is None:
+            return  # no Ray job yet (New, Retrying, Suspended, ...): nothing to remember, no phantom row
+        await asyncio.to_thread(self._upsert, row)
+        if dashboard is not None:
+            await self._copy_log(row, dashboard, terminal=status.get("jobStatus") in _TERMINAL)
+
+    async def deleted(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
+        """The RayJob is going away (its Ray job was asked to stop): record how it ended, and the whole log."""
+        row = self._row(job, status)
+        if row is None:
+            return
+        ray_status = status.get("jobStatus")
+        if dashboard is not None and ray_status not in _TERMINAL:
+            ray_status = await _settled_status(dashboard, row["submission_id"]) or ray_status
+        row.update(job_status=ray_status, deployment_status=DELETED)
+        row["end_time"] = row["end_time"] or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await asyncio.to_thread(self._upsert, row)
+        if dashboard is not None:
+            await self._copy_log(row, dashboard, terminal=True)
+
+    def _row(self, job: Obj, status: dict[str, Any]) -> dict[str, Any] | None:
         meta = job["metadata"]
         spec = job.get("spec") or {}
         submission = status.get("jobId")
         if not submission:
-            return  # no Ray job yet (New, Retrying, Suspended, ...): nothing to remember, no phantom row
-        log_path = self.paths.job_log(meta["namespace"], meta["name"], submission)
-        row = {
+            return None
+        return {
             "uid": f"{meta['uid']}/{submission}",
             "namespace": meta["namespace"],
             "name": meta["name"],
@@ -145,21 +173,19 @@ class JobHistory:
             "created": meta.get("creationTimestamp"),
             "start_time": status.get("startTime"),
             "end_time": status.get("endTime"),
-            "log_path": str(log_path),
+            "log_path": str(self.paths.job_log(meta["namespace"], meta["name"], submission)),
         }
-        await asyncio.to_thread(self._upsert, row)
-        if dashboard is None:
-            return
-        terminal = status.get("jobStatus") in {"SUCCEEDED", "FAILED", "STOPPED"}
+
+    async def _copy_log(self, row: dict[str, Any], dashboard: AsyncDashboardClient, *, terminal: bool) -> None:
         record = await asyncio.to_thread(self.latest_by_uid, row["uid"])
         if record is not None and record.log_complete:
             return
         try:
-            text = await dashboard.get_job_logs(submission)
+            text = await dashboard.get_job_logs(row["submission_id"])
         except DashboardError as error:
-            log.debug("history.logs_unavailable", job=meta["name"], error=str(error))
+            log.debug("history.logs_unavailable", job=row["name"], error=str(error))
             return
-        await asyncio.to_thread(_write_if_longer, log_path, text)
+        await asyncio.to_thread(_write_if_longer, Path(row["log_path"]), text)
         if terminal:
             await asyncio.to_thread(self._mark_complete, row["uid"])
 
@@ -181,6 +207,20 @@ class JobHistory:
     def _mark_complete(self, uid: str) -> None:
         with self._db() as db:
             db.execute("UPDATE jobs SET log_complete = 1 WHERE uid = ?", (uid,))
+
+
+async def _settled_status(dashboard: AsyncDashboardClient, submission: str) -> str | None:
+    """The Ray job's status once terminal (within :data:`STOP_SETTLE_SECONDS`), else the last one seen."""
+    seen: str | None = None
+    deadline = asyncio.get_running_loop().time() + STOP_SETTLE_SECONDS
+    while True:
+        try:
+            seen = (await dashboard.get_job(submission)).status.value
+        except DashboardError:
+            return seen
+        if seen in _TERMINAL or asyncio.get_running_loop().time() >= deadline:
+            return seen
+        await asyncio.sleep(0.25)
 
 
 def _write_if_longer(path: Path, text: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from kray.store import POD, RAYCLUSTER, RAYJOB, Obj
 
-from .conftest import Local, alive, normalized, rayjob, settle, status, wait_for
+from .conftest import KRAY, Local, alive, cluster_spec, normalized, rayjob, settle, status, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +178,41 @@ def test_invalid_manifest_is_refused_before_anything_starts(local: Local) -> Non
     assert local.get(RAYJOB, "lm-bad") is None
     assert not [c for c in local.list(RAYCLUSTER) if c["metadata"]["name"].startswith("lm-bad")]
     assert {p["metadata"]["name"] for p in local.list(POD)} <= pods_before
+
+
+def test_ctrl_c_stops_the_job_and_tears_its_cluster_down(local: Local) -> None:
+    entrypoint = "python -c \"import time; print('working', flush=True); time.sleep(600)\""
+    manifest = local.manifest(rayjob("lm-ctrl-c", entrypoint, rayClusterSpec=cluster_spec(workers=0)))
+    out = local.home / "ctrl-c.out"
+    with out.open("w") as sink:
+        run = subprocess.Popen(
+            [KRAY, "job", "run", "-f", str(manifest)],
+            env=local.env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            running = local.wait_job("lm-ctrl-c", {"Running"}, timeout=90)
+            cluster = status(running)["rayClusterName"]
+            wait_for(lambda: "working" in out.read_text(), timeout=60, what="the driver's first line streamed")
+            processes = local.pod_processes(local.pods(cluster))
+            assert processes
+            run.send_signal(signal.SIGINT)
+            assert run.wait(timeout=60) == 130, out.read_text()
+        finally:
+            if run.poll() is None:
+                run.kill()
+    printed = out.read_text()
+    assert "interrupted: deleting RayJob default/lm-ctrl-c and its cluster" in printed
+    assert "Traceback" not in printed
+    local.wait_gone(RAYJOB, "lm-ctrl-c", timeout=60)
+    local.wait_gone(RAYCLUSTER, cluster, timeout=60)
+    assert settle(lambda: [p.pid for p in processes if alive(p)], timeout=30) == []
+    # The stopped job stays in history, with the driver's log.
+    history = local.call(lambda s: s.request("GET", "/kray/v1/history/jobs", params={"name": "lm-ctrl-c"}))
+    assert [(r["cluster"], r["job_status"], r["deployment_status"]) for r in history] == [
+        (cluster, "STOPPED", "Deleted")
+    ]
+    assert "working" in local.kray("logs", "lm-ctrl-c").stdout

@@ -72,6 +72,10 @@ class JobObserver(Protocol):
 
     async def observe(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None: ...
 
+    async def deleted(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
+        """The RayJob is about to go (its Ray job already asked to stop): the last word on it."""
+        ...
+
 
 def random_suffix() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(5))
@@ -215,6 +219,8 @@ class RayJobReconciler:
                 store=self.store, involved=raw, type_=type_, reason=reason, message=message, component=COMPONENT
             )
         for action in result.actions:
+            if isinstance(action, RemoveFinalizer) and self.observer is not None:
+                await self.observer.deleted(job=raw, status=result.status, dashboard=dashboard)
             try:
                 after = await self._execute(action, raw=raw, job=job, dashboard=dashboard)
             except Conflict:
