@@ -145,6 +145,10 @@ class JobHistory:
         ray_status = status.get("jobStatus")
         if dashboard is not None and ray_status not in _TERMINAL:
             ray_status = await _settled_status(dashboard, row["submission_id"]) or ray_status
+        if ray_status not in _TERMINAL:
+            # Asked to stop, or its cluster is going with the RayJob (a foreground delete removes both at
+            # once): either way it does not run any more.
+            ray_status = "STOPPED"
         row.update(job_status=ray_status, deployment_status=DELETED)
         row["end_time"] = row["end_time"] or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await asyncio.to_thread(self._upsert, row)
@@ -210,7 +214,7 @@ class JobHistory:
 
 
 async def _settled_status(dashboard: AsyncDashboardClient, submission: str) -> str | None:
-    """The Ray job's status once terminal (within :data:`STOP_SETTLE_SECONDS`), else the last one seen."""
+    """The Ray job's status once terminal (within :data:`STOP_SETTLE_SECONDS`), else the last one seen, if any."""
     seen: str | None = None
     deadline = asyncio.get_running_loop().time() + STOP_SETTLE_SECONDS
     while True:
