@@ -25,7 +25,7 @@ from kray.store import POD, RAYCLUSTER, RAYJOB
 from kray.store.errors import NotFound, StoreError
 
 job_app = typer.Typer(help="Run and submit Ray jobs.", no_args_is_help=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re-wrapped
 TERMINAL = {"Complete", "Failed", "ValidationFailed"}
 POLL = 0.5
 
@@ -142,7 +142,7 @@ async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: 
         status = job.get("status") or {}
         line = _phase_line(job, cluster, pods)
         if show_progress and line != last_line:
-            err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False, soft_wrap=True)
+            err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False)
             last_line = line
         submission = status.get("jobId") or submission
         if submission:
@@ -236,9 +236,9 @@ def run(
     if status.get("message") and ray_status != "SUCCEEDED":
         summary += f"\n  {status.get('reason') or ''}: {status['message']}"
     if ray_status == "SUCCEEDED":
-        err.print(f"[green]kray:[/green] {escape(summary)}", highlight=False, soft_wrap=True)
+        err.print(f"[green]kray:[/green] {escape(summary)}", highlight=False)
         return
-    err.print(f"[red]kray:[/red] {escape(summary)}", highlight=False, soft_wrap=True)  # log lines stay whole
+    err.print(f"[red]kray:[/red] {escape(summary)}", highlight=False)
     raise typer.Exit(EXIT_INVALID if status.get("jobDeploymentStatus") == "ValidationFailed" else 1)
 
 

@@ -27,7 +27,7 @@ server_app = typer.Typer(
     help="The local control-plane server (started on demand by other commands).", no_args_is_help=True
 )
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re-wrapped
 EXIT_INVALID = 2
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the object.")]
@@ -197,11 +197,14 @@ def get(
 
     items, history = _call(run)
     if output in {"yaml", "json"}:
-        payload: Any = items if not name else (items[0] if items else None)
-        if payload is None:
-            raise fail(f"{kind} {name!r} not found")
+        # As kubectl: one object by name, else a v1 List.
+        payload: Any = {"apiVersion": "v1", "kind": "List", "items": items}
+        if name:
+            if not items:
+                raise fail(f"{kind} {name!r} not found")
+            payload = items[0]
         text = json.dumps(payload, indent=2) if output == "json" else yaml.safe_dump(payload, sort_keys=False)
-        out.print(text, highlight=False, markup=False)
+        sys.stdout.write(text.rstrip("\n") + "\n")  # verbatim: no wrapping at the terminal's width
         return
     now = datetime.now(UTC)
     if target is RAYCLUSTER:

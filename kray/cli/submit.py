@@ -115,7 +115,7 @@ def submit(
         return
     if status.get("jobStatus") != "SUCCEEDED":
         outcome = f"{job_name}: {status.get('jobDeploymentStatus')} {status.get('message') or ''}"
-        err.print(f"[red]kray:[/red] {escape(outcome)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]kray:[/red] {escape(outcome)}", highlight=False)
         raise typer.Exit(1)
     err.print(f"[green]kray:[/green] {job_name}: SUCCEEDED", highlight=False)
 

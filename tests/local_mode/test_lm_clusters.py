@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from pathlib import Path
 
+import httpx2
 import pytest
 
 from kray.local.environment import PORTS_ANNOTATION
@@ -308,3 +312,23 @@ def test_the_kray_server_api_is_local_and_needs_its_token(local: Local) -> None:
     assert httpx2.get(path, headers={"Authorization": "Bearer nope"}, timeout=5).status_code == 401
     assert httpx2.get(path, headers={"Authorization": f"Bearer {info.token}"}, timeout=5).status_code == 200
     assert local.paths.token.stat().st_mode & 0o777 == 0o600
+
+
+def test_kray_dashboard_prints_a_url_that_works_with_the_printed_token_file(local: Local, ready: str) -> None:
+    shown = local.kray("dashboard", ready)
+    assert shown.returncode == 0, shown.stderr
+    fields = dict(re.findall(r"^(Dashboard|Ray client|Token file):\s+(.+)$", shown.stdout, flags=re.MULTILINE))
+    url = fields["Dashboard"]
+    token_file = Path(fields["Token file"].removesuffix(" (mode 0600)"))
+    assert url == f"http://127.0.0.1:{status(local.get(RAYCLUSTER, ready))['endpoints']['dashboard']}"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    token = token_file.read_text().strip()
+    assert token == local.cluster_token(ready)
+    assert token not in shown.stdout  # the path is printed, never the secret
+    assert httpx2.get(f"{url}/api/jobs/", timeout=10).status_code == 401
+    answered = httpx2.get(f"{url}/api/jobs/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert answered.status_code == 200
+    listed = local.kray("get", "clusters", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    clusters = {c["metadata"]["name"]: c for c in json.loads(listed.stdout)["items"]}
+    assert clusters[ready]["status"]["state"] == "ready"

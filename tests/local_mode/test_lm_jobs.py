@@ -216,3 +216,37 @@ def test_ctrl_c_stops_the_job_and_tears_its_cluster_down(local: Local) -> None:
         (cluster, "STOPPED", "Deleted")
     ]
     assert "working" in local.kray("logs", "lm-ctrl-c").stdout
+
+
+def test_k8s_job_and_sidecar_mode_manifests_run_locally_with_the_same_outcome(local: Local) -> None:
+    """KubeRay's submitter modes (K8sJobMode is the default) are submitted over HTTP locally: same result."""
+    runs = {}
+    for name, mode in (("lm-mode-default", None), ("lm-mode-sidecar", "SidecarMode")):
+        manifest = rayjob(name, f"python -c \"print('{name} ran')\"", rayClusterSpec=cluster_spec(workers=0))
+        manifest["spec"].pop("submissionMode")
+        if mode:
+            manifest["spec"]["submissionMode"] = mode
+        manifest["spec"]["shutdownAfterJobFinishes"] = True
+        path = local.manifest(manifest)
+        runs[name] = subprocess.Popen(
+            [KRAY, "job", "run", "-f", str(path)],
+            env=local.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+    for name, run in runs.items():
+        try:
+            stdout, stderr = run.communicate(timeout=150)
+        finally:
+            if run.poll() is None:
+                run.kill()
+        assert run.returncode == 0, stderr
+        assert f"{name} ran" in stdout
+        job = local.get(RAYJOB, name)
+        assert status(job)["jobDeploymentStatus"] == "Complete"
+        assert status(job)["jobStatus"] == "SUCCEEDED"
+    stored = local.get(RAYJOB, "lm-mode-default")
+    assert stored is not None
+    assert stored["spec"]["submissionMode"] == "K8sJobMode"  # KubeRay's default, filled in
