@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 
 import psutil
@@ -12,7 +13,7 @@ import pytest
 
 from kray.store import RAYCLUSTER, RAYJOB
 
-from .conftest import Local, alive, pod_pid, raycluster, rayjob, status, wait_for
+from .conftest import KRAY, Local, alive, cluster_spec, pod_pid, raycluster, rayjob, status, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +73,32 @@ def test_kill_9_of_the_server_neither_duplicates_processes_nor_submissions(local
     assert logs.stdout.count("driver started") == 1, logs.stdout
     assert "driver finished" in logs.stdout
     assert local.get(RAYCLUSTER, cluster) is not None
+
+
+def test_kill_9_of_job_run_loses_nothing_the_job_finishes_and_its_log_is_kept(local: Local) -> None:
+    code = "import time; print('driver', 'started', flush=True); time.sleep(6); print('driver', 'finished')"
+    manifest = rayjob("lm-cli-kill", f'python -c "{code}"', rayClusterSpec=cluster_spec(workers=0))
+    manifest["spec"]["shutdownAfterJobFinishes"] = True
+    run = subprocess.Popen(
+        [KRAY, "job", "run", "-f", str(local.manifest(manifest))],
+        env=local.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        local.wait_job("lm-cli-kill", {"Running"}, timeout=90)
+    finally:
+        run.kill()  # SIGKILL: the CLI is only a client; the server carries the job on
+        run.wait(timeout=10)
+    done = local.wait_job("lm-cli-kill", {"Complete", "Failed"}, timeout=90)
+    assert status(done)["jobStatus"] == "SUCCEEDED", status(done)
+    logs = local.kray("logs", "lm-cli-kill")
+    assert "driver started" in logs.stdout
+    assert "driver finished" in logs.stdout
+    history = local.call(lambda s: s.request("GET", "/kray/v1/history/jobs", params={"name": "lm-cli-kill"}))
+    assert len(history) == 1, history
+    local.wait_gone(RAYCLUSTER, status(done)["rayClusterName"], timeout=60)
 
 
 def test_server_stop_leaves_no_ray_process_of_the_state_dir(local: Local) -> None:
