@@ -175,6 +175,18 @@ def _replace_localhost_ports(text: str, mapping: Mapping[int, int]) -> str:
     return re.sub(r"(localhost|127\.0\.0\.1):(\d+)", repl, text)
 
 
+def _port_mapping(cluster: ClusterPorts, node: NodePorts) -> dict[int, int]:
+    """KubeRay's fixed port → this node's local port."""
+    return {
+        _KUBERAY_PORTS["gcs"]: cluster.gcs,
+        _KUBERAY_PORTS["dashboard"]: cluster.dashboard,
+        _KUBERAY_PORTS["client"]: cluster.client,
+        _KUBERAY_PORTS["serve"]: cluster.serve,
+        _KUBERAY_PORTS["agent"]: node.agent,
+        _KUBERAY_PORTS["metrics"]: node.metrics,
+    }
+
+
 def adjust_pod(
     pod: Mapping[str, Any],
     *,
@@ -187,14 +199,7 @@ def adjust_pod(
     """A copy of a KubeRay pod, adjusted to run on this machine (see the module docstring)."""
     out = copy.deepcopy(dict(pod))
     spec = out.setdefault("spec", {})
-    mapping = {
-        _KUBERAY_PORTS["agent"]: node.agent,
-        _KUBERAY_PORTS["metrics"]: node.metrics,
-        _KUBERAY_PORTS["dashboard"]: cluster.dashboard,
-        _KUBERAY_PORTS["gcs"]: cluster.gcs,
-        _KUBERAY_PORTS["client"]: cluster.client,
-        _KUBERAY_PORTS["serve"]: cluster.serve,
-    }
+    mapping = _port_mapping(cluster, node)
     containers = spec.get("containers") or []
     auth = {"secretKeyRef": {"name": auth_secret, "key": AUTH_SECRET_KEY}}
     for index, container in enumerate([*containers, *(spec.get("initContainers") or [])]):
@@ -240,14 +245,7 @@ def _retarget_health_check(text: str, cluster: ClusterPorts) -> str:
 def adjust_head_service(service: Mapping[str, Any], *, cluster: ClusterPorts) -> dict[str, Any]:
     """The head Service with the cluster's local ports as target ports (so status.endpoints are true)."""
     out = copy.deepcopy(dict(service))
-    mapping = {
-        _KUBERAY_PORTS["gcs"]: cluster.gcs,
-        _KUBERAY_PORTS["dashboard"]: cluster.dashboard,
-        _KUBERAY_PORTS["client"]: cluster.client,
-        _KUBERAY_PORTS["serve"]: cluster.serve,
-        _KUBERAY_PORTS["metrics"]: cluster.head_metrics,
-        _KUBERAY_PORTS["agent"]: cluster.head_agent,
-    }
+    mapping = _port_mapping(cluster, cluster.head_node)
     for port in (out.get("spec") or {}).get("ports") or []:
         for key in ("port", "targetPort"):
             port[key] = _map_port(port.get(key), mapping)

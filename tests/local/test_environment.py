@@ -55,6 +55,15 @@ def model(raw: Obj) -> RayCluster:
     return RayCluster.model_validate(raw)
 
 
+async def prepared_cluster(store: EmbeddedStore, environment: LocalEnvironment) -> RayCluster:
+    """A new RayCluster ``c`` after the environment reserved its ports."""
+    prepared = await environment.prepare(
+        store=store, cluster=await store.create(RAYCLUSTER, raycluster("c", "default"))
+    )
+    assert prepared is not None
+    return model(prepared)
+
+
 async def test_prepare_reserves_every_cluster_port_once(store: EmbeddedStore, environment: LocalEnvironment) -> None:
     created = await store.create(RAYCLUSTER, raycluster("c", "default"))
     prepared = await environment.prepare(store=store, cluster=created)
@@ -104,11 +113,7 @@ async def test_a_malformed_ports_annotation_is_repaired_not_fatal(
 async def test_the_head_uses_the_clusters_node_ports_and_owns_none(
     store: EmbeddedStore, environment: LocalEnvironment
 ) -> None:
-    prepared = await environment.prepare(
-        store=store, cluster=await store.create(RAYCLUSTER, raycluster("c", "default"))
-    )
-    assert prepared is not None
-    cluster = model(prepared)
+    cluster = await prepared_cluster(store, environment)
     ports = environment.cluster_ports(cluster)
     options = environment.pod_options(cluster)
     before = dict(environment.ports.reservations())
@@ -140,11 +145,7 @@ async def test_the_head_uses_the_clusters_node_ports_and_owns_none(
 async def test_every_pod_records_its_clusters_ray_temp_dir(
     store: EmbeddedStore, environment: LocalEnvironment, tmp_path: Path
 ) -> None:
-    prepared = await environment.prepare(
-        store=store, cluster=await store.create(RAYCLUSTER, raycluster("c", "default"))
-    )
-    assert prepared is not None
-    cluster = model(prepared)
+    cluster = await prepared_cluster(store, environment)
     head = environment.customize_pod(
         cluster=cluster,
         pod=build_head_pod(cluster=cluster, options=environment.pod_options(cluster)),
@@ -162,11 +163,7 @@ async def test_every_pod_records_its_clusters_ray_temp_dir(
 async def test_the_head_services_metrics_endpoint_is_the_heads_metrics_port(
     store: EmbeddedStore, environment: LocalEnvironment
 ) -> None:
-    prepared = await environment.prepare(
-        store=store, cluster=await store.create(RAYCLUSTER, raycluster("c", "default"))
-    )
-    assert prepared is not None
-    cluster = model(prepared)
+    cluster = await prepared_cluster(store, environment)
     options = environment.pod_options(cluster)
     service = environment.customize_service(
         cluster=cluster, service=build_head_service(cluster=cluster, options=options)
