@@ -112,6 +112,10 @@ class PodRunner:
                     await task
             if self.kill_on_exit:
                 await asyncio.gather(*(t.stop() for t in self.tasks.values()), return_exceptions=True)
+                # No process of these pods runs any more: their Ray sessions are over (a pod started again
+                # begins a new session), so their clusters' temp dirs go; pod dirs keep their logs.
+                for temp_dir in sorted({d for t in self.tasks.values() if (d := _temp_dir_of(t.pod))}):
+                    await self._remove(Path(temp_dir), inside=ray_temp_root())
             else:
                 for pod_task in self.tasks.values():
                     pod_task.detach()

@@ -429,3 +429,28 @@ async def test_a_ray_command_without_ray_does_not_start_and_says_how_to_install_
         assert last["message"].startswith(f"`ray` was not found in {empty} nor on PATH")
         assert "pip install 'kray[local]'" in last["message"]
         await store.delete(POD, "noray", namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("kill_on_exit", [True, False])
+async def test_a_stopping_runner_removes_the_temp_dirs_of_the_pods_it_stopped(
+    store: EmbeddedStore, settings: RunnerSettings, temp_root: Path, kill_on_exit: bool
+) -> None:
+    temp = cluster_temp_dir(temp_root)
+    async with running(store, settings) as runner:
+        runner.kill_on_exit = kill_on_exit
+        await store.create(POD, pod("head", "echo up; exec sleep 30", temp_dir=temp))
+        seen = await wait_pod(store, "head", running_pod, what="head running")
+        assert seen is not None
+    head = procs.adopt(
+        int(seen["metadata"]["annotations"][PID_ANNOTATION]),
+        float(seen["metadata"]["annotations"][CREATE_TIME_ANNOTATION]),
+        tag=seen["metadata"]["annotations"][TAG_ANNOTATION] or None,
+    )
+    try:
+        # Stopped pods' sessions are over: their temp dir goes; detached pods keep running in it.
+        assert temp.exists() is not kill_on_exit
+        assert (head is None) is kill_on_exit
+        assert pod_dir(settings.state_dir, NAMESPACE, "head").is_dir()  # logs stay with the pod
+    finally:
+        if head is not None:
+            procs.terminate_tree(head, grace=1)

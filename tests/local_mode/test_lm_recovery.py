@@ -7,13 +7,15 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+from kray.local.podrunner import RAY_TEMP_DIR_ANNOTATION
 from kray.store import RAYCLUSTER, RAYJOB
 
-from .conftest import KRAY, Local, alive, cluster_spec, pod_pid, raycluster, rayjob, status, wait_for
+from .conftest import KRAY, Local, alive, annotations, cluster_spec, pod_pid, raycluster, rayjob, status, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -107,12 +109,16 @@ def test_server_stop_leaves_no_ray_process_of_the_state_dir(local: Local) -> Non
     local.wait_cluster_ready("lm-stop")
     before = local.processes()
     assert len(before) >= 4, before
+    temp_dirs = {annotations(p)[RAY_TEMP_DIR_ANNOTATION] for p in local.live_pods("lm-stop")}
+    assert len(temp_dirs) == 1
+    assert Path(*temp_dirs).is_dir()
     stopped = local.kray("server", "stop")
     assert stopped.returncode == 0, stopped.stderr
     local.info = None
     assert "swept" not in stopped.stdout, "a graceful stop must not leave orphans to sweep"
     assert [p.pid for p in before if alive(p)] == []
     assert local.processes() == []
+    assert not Path(*temp_dirs).exists(), "the stopped cluster's Ray session files stay behind"
 
 
 def test_concurrent_starts_share_one_server_and_stop_is_prompt(tmp_path_factory: pytest.TempPathFactory) -> None:
