@@ -1,4 +1,4 @@
-"""The one place where local mode changes a KubeRay pod: ports and addresses. Pure.
+"""The one place where local mode changes a KubeRay pod: ports, addresses, auth, startup waits. Pure.
 
 On Kubernetes every pod has its own IP, so KubeRay can use fixed ports (6379, 8265, 10001, 52365,
 8080) and a head Service DNS name. On one machine every "pod" shares 127.0.0.1, so:
@@ -12,7 +12,12 @@ On Kubernetes every pod has its own IP, so KubeRay can use fixed ports (6379, 82
 * Ray binds to ``--node-ip-address=127.0.0.1`` and the dashboard to 127.0.0.1, and workers reach
   the head at 127.0.0.1 instead of ``<cluster>-head-svc.<ns>.svc.cluster.local``;
 * token auth is always on: ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` (from the cluster's
-  Secret) in every Ray process, whatever the manifest says.
+  Secret) in every Ray process, whatever the manifest says;
+* waits sized for Kubernetes (image pulls, pod scheduling) are sized for a machine: KubeRay's
+  injected readiness probe (10 s initial delay, every 5 s) probes after 1 s, every second, with the
+  same 50 s failure window; the ``wait-gcs-ready`` init container polls the GCS every second instead
+  of every 5 s. A cluster is ready as soon as Ray is, which is what lets ``kray job run`` keep up with
+  starting Ray by hand. Probes the manifest sets itself, and liveness probes, are left alone.
 
 Everything else of the pod — command, env, probes' shape, volumes — stays exactly as KubeRay builds
 it, so the local run exercises the same generated ``ray start`` line as the operator.
@@ -213,6 +218,8 @@ def adjust_pod(
             adjust_ray_start(c, head=head, cluster=cluster, node=node, temp_dir=temp_dir) for c in command
         ]
         container["args"] = [_retarget_health_check(a, cluster) for a in container["args"]]
+        if container.get("name") == "wait-gcs-ready":
+            container["args"] = [_quicken_wait_gcs(a) for a in container["args"]]
         for entry in container.get("env") or []:
             if entry.get("name") == "KUBERAY_GEN_RAY_START_CMD" and "value" in entry:
                 entry["value"] = adjust_ray_start(
@@ -232,9 +239,27 @@ def adjust_pod(
         for port in container.get("ports") or []:
             port["containerPort"] = _map_port(port.get("containerPort"), mapping)
         _adjust_probe(container.get("readinessProbe"), mapping)
+        if is_ray:
+            _quicken_readiness(container.get("readinessProbe"))
         _adjust_probe(container.get("livenessProbe"), mapping)
         _adjust_probe(container.get("startupProbe"), mapping)
     return out
+
+
+KUBERAY_READINESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 10}
+LOCAL_READINESS_TIMING = {"initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 50}
+_WAIT_GCS_SLEEP = re.compile(r"(\n\s*)sleep 5(\n)")
+
+
+def _quicken_readiness(probe: dict[str, Any] | None) -> None:
+    """KubeRay's injected readiness timing → a machine's (same failure window); any other probe stays."""
+    if probe and all(probe.get(key) == value for key, value in KUBERAY_READINESS_TIMING.items()):
+        probe.update(LOCAL_READINESS_TIMING)
+
+
+def _quicken_wait_gcs(text: str) -> str:
+    """The ``wait-gcs-ready`` loop polls every second (the GCS of a local head is up in seconds)."""
+    return _WAIT_GCS_SLEEP.sub(r"\1sleep 1\2", text, count=1)
 
 
 def _retarget_health_check(text: str, cluster: ClusterPorts) -> str:

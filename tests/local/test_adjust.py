@@ -1,4 +1,4 @@
-"""Local mode's only changes to a KubeRay pod: ports, addresses and token auth (kray/local/adjust.py)."""
+"""Local mode's only changes to a KubeRay pod: ports, addresses, token auth and startup waits (kray/local/adjust.py)."""
 
 from __future__ import annotations
 
@@ -157,3 +157,81 @@ def test_an_older_annotation_parses_to_what_it_has_and_is_not_a_full_set() -> No
     with pytest.raises(ValueError, match="head_agent, head_metrics"):
         ClusterPorts.from_annotation(old)
     assert ClusterPorts.parse_annotation("gcs=x,,bogus=7,=3,dashboard=12 ") == {"dashboard": 12}
+
+
+def _cluster(readiness: dict[str, Any] | None = None) -> Any:
+    from kray.api.v1 import RayCluster
+
+    container: dict[str, Any] = {"name": "ray", "image": "rayproject/ray:2.60.0"}
+    if readiness is not None:
+        container["readinessProbe"] = readiness
+    template = {"spec": {"containers": [container]}}
+    return RayCluster.model_validate(
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayCluster",
+            "metadata": {"name": "c", "namespace": "default", "uid": "u-1"},
+            "spec": {
+                "rayVersion": "2.60.0",
+                "headGroupSpec": {"rayStartParams": {}, "template": template},
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "g",
+                        "replicas": 1,
+                        "minReplicas": 0,
+                        "maxReplicas": 1,
+                        "rayStartParams": {},
+                        "template": template,
+                    }
+                ],
+            },
+        }
+    )
+
+
+def _built(readiness: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    from kray.controllers.common.pod import build_head_pod, build_worker_pod
+
+    cluster = _cluster(readiness)
+    head = adjust_pod(
+        build_head_pod(cluster=cluster), head=True, cluster=CLUSTER, node=CLUSTER.head_node, auth_secret="c"
+    )
+    worker = adjust_pod(
+        build_worker_pod(cluster=cluster, group=cluster.spec.worker_group_specs[0], replica_index=0),
+        head=False,
+        cluster=CLUSTER,
+        node=NODE,
+        auth_secret="c",
+    )
+    return head, worker
+
+
+def test_kubernetes_sized_waits_are_sized_for_a_machine() -> None:
+    head, worker = _built()
+    for pod, agent in ((head, CLUSTER.head_agent), (worker, NODE.agent)):
+        ray = pod["spec"]["containers"][0]
+        readiness, liveness = ray["readinessProbe"], ray["livenessProbe"]
+        # Probed after 1 s, every second, failing after the same 50 s as KubeRay's 10 x 5 s.
+        assert (readiness["initialDelaySeconds"], readiness["periodSeconds"], readiness["failureThreshold"]) == (
+            1,
+            1,
+            50,
+        )
+        assert readiness["httpGet"] == {"path": "/api/healthz", "port": agent}
+        # Liveness (which kills) keeps KubeRay's timing.
+        assert (liveness["initialDelaySeconds"], liveness["periodSeconds"], liveness["failureThreshold"]) == (
+            30,
+            5,
+            120,
+        )
+    (wait,) = worker["spec"]["initContainers"]
+    script = "\n".join(wait["args"])
+    assert "\tsleep 1\n" in script
+    assert "sleep 5" not in script
+
+
+def test_a_readiness_probe_the_manifest_sets_keeps_its_timing() -> None:
+    own = {"httpGet": {"path": "/ready", "port": 9000}, "initialDelaySeconds": 30, "periodSeconds": 10}
+    head, worker = _built(readiness=own)
+    for pod in (head, worker):
+        assert pod["spec"]["containers"][0]["readinessProbe"] == own
