@@ -6,7 +6,6 @@ The head's node ports (agent, metrics) belong to the cluster, so the head Servic
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,18 +19,12 @@ from kray.local.environment import NODE_PORTS_ANNOTATION, PORTS_ANNOTATION, Loca
 from kray.local.paths import ray_temp_root
 from kray.local.podrunner import PORT_OWNER_ANNOTATION, RAY_TEMP_DIR_ANNOTATION
 from kray.local.ports import PortAllocator
-from kray.local.store import EmbeddedSettings, EmbeddedStore, open_embedded_store
+from kray.local.store import EmbeddedStore
 from kray.store import RAYCLUSTER, Obj
 from tests.store.support import raycluster
 
 OLD_NAMES = ("gcs", "dashboard", "client", "serve", "dashboard_metrics", "autoscaler_metrics")
 """The cluster ports of an annotation written before the head's node ports became the cluster's."""
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    async with await open_embedded_store(tmp_path / "store.db", settings=EmbeddedSettings(poll_interval=0.05)) as s:
-        yield s
 
 
 @pytest.fixture

@@ -30,19 +30,13 @@ from kray.local.podrunner import (
     _conditions,
     pod_dir,
 )
-from kray.local.store import EmbeddedSettings, EmbeddedStore, open_embedded_store
+from kray.local.store import EmbeddedStore
 from kray.store import POD, Obj
 from kray.store.errors import NotFound
 
 NAMESPACE = "default"
 CONTAINER = "ray-head"
 UNREADY = f"containers with unready status: [{CONTAINER}]"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[EmbeddedStore]:
-    async with await open_embedded_store(tmp_path / "store.db", settings=EmbeddedSettings(poll_interval=0.05)) as s:
-        yield s
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ or Failed pod ends the job at once with ``RayClusterStartupFailed``, quoting the
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,33 +16,15 @@ from hypothesis import strategies as st
 from kray.api.v1.enums import JobFailedReason
 from kray.api.v1.rayjob import RayJob
 from kray.controllers.common.diagnosis import PodTrouble
-from kray.controllers.rayjob.plan import FINALIZER, Observed, Settings, StartupPolicy, plan
+from kray.controllers.rayjob.plan import Observed, Settings, StartupPolicy, plan
+from tests.controllers.rayjob import support
+from tests.controllers.rayjob.support import T0, initializing
 
-T0 = datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC)
-HEAD = {"headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [{"name": "h", "image": "x"}]}}}}
 LOCAL = Settings(startup=StartupPolicy(crash_loop_restarts=3, timeout=600.0))
-INITIALIZING = {
-    "jobDeploymentStatus": "Initializing",
-    "jobId": "demo-abcde",
-    "rayClusterName": "demo-abcde",
-    "startTime": "2026-11-25T12:00:00Z",
-    "jobStatus": "",
-    "succeeded": 0,
-    "failed": 0,
-}
 
 
 def job(**spec: Any) -> RayJob:
-    body = {"entrypoint": "python x.py", "rayClusterSpec": HEAD, "submissionMode": "HTTPMode", **spec}
-    return RayJob.model_validate(
-        {
-            "apiVersion": "ray.io/v1",
-            "kind": "RayJob",
-            "metadata": {"name": "demo", "namespace": "default", "finalizers": [FINALIZER]},
-            "spec": body,
-            "status": INITIALIZING,
-        }
-    )
+    return support.job(initializing(), **spec)
 
 
 def crash(restarts: int, *, node_type: str = "head", failed: bool = False) -> PodTrouble:
