@@ -92,6 +92,8 @@ class PodRunner:
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
         self.tasks: dict[ObjectKey, PodTask] = {}
         self._image_noted = False
+        self._leaving: set[str] = set()
+        """Ray temp dirs of pods whose deletion is under way (removed by a stop that interrupts it)."""
 
     kill_on_exit = True
     """When the runner stops: kill every pod's processes (server stop), or leave them to be re-adopted."""
@@ -113,8 +115,10 @@ class PodRunner:
             if self.kill_on_exit:
                 await asyncio.gather(*(t.stop() for t in self.tasks.values()), return_exceptions=True)
                 # No process of these pods runs any more: their Ray sessions are over (a pod started again
-                # begins a new session), so their clusters' temp dirs go; pod dirs keep their logs.
-                for temp_dir in sorted({d for t in self.tasks.values() if (d := _temp_dir_of(t.pod))}):
+                # begins a new session), so their clusters' temp dirs go, with those of pods whose deletion
+                # this stop interrupted; pod dirs keep their logs.
+                stopped = {d for t in self.tasks.values() if (d := _temp_dir_of(t.pod))} | self._leaving
+                for temp_dir in sorted(stopped):
                     await self._remove(Path(temp_dir), inside=ray_temp_root())
             else:
                 for pod_task in self.tasks.values():
@@ -144,6 +148,9 @@ class PodRunner:
         if pod is None or pod["metadata"].get("deletionTimestamp"):
             if task is not None:
                 del self.tasks[key]
+                leaving = _temp_dir_of(task.pod)
+                if leaving:
+                    self._leaving.add(leaving)
                 await task.stop()
                 if self.ports is not None and task.port_owner:
                     self.ports.release(task.port_owner)
@@ -151,6 +158,8 @@ class PodRunner:
                 await self._finish_deletion(pod, stopped=task is not None)
             elif task is not None:
                 await self._clean_up(pod if pod is not None else task.pod)
+            if task is not None and leaving:
+                self._leaving.discard(leaving)
             return
         if task is not None or (pod.get("status") or {}).get("phase") in ENDED:
             return

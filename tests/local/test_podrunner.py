@@ -448,3 +448,18 @@ async def test_a_stopping_runner_removes_the_temp_dirs_of_the_pods_it_stopped(
     finally:
         if head is not None:
             procs.terminate_tree(head, grace=1)
+
+
+async def test_a_stop_that_interrupts_a_pod_deletion_still_removes_its_temp_dir(
+    store: EmbeddedStore, tmp_path: Path, temp_root: Path
+) -> None:
+    # The container ignores SIGTERM, so its deletion waits out the grace period: stop the runner then.
+    settings = RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=3)
+    temp = cluster_temp_dir(temp_root)
+    async with running(store, settings) as runner:
+        assert runner.kill_on_exit
+        await store.create(POD, pod("stubborn", "trap '' TERM; echo up; while true; do sleep 0.1; done", temp_dir=temp))
+        await wait_pod(store, "stubborn", running_pod, what="stubborn running")
+        await store.delete(POD, "stubborn", namespace=NAMESPACE)
+        await _eventually(lambda: bool(runner._leaving), what="the runner to start stopping the pod")
+    assert not temp.exists(), "a stop in the middle of a pod's deletion left its cluster's temp dir"
