@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from kray.api.rules import FeatureGates
-from tests.api.rules.support import DELETE, assert_errors, container, errors_of, with_changes
+from tests.api.rules.support import DELETE, assert_errors, cluster_spec, container, errors_of, with_changes
 
 SPEC = "ValidateRayClusterSpec"
 META = "ValidateRayClusterMetadata"
@@ -22,33 +22,22 @@ FTO = "spec.gcsFaultToleranceOptions"
 ALL = FeatureGates.all_enabled()
 
 
+_LARGE = {
+    "groupName": "large",
+    "replicas": 0,
+    "minReplicas": 0,
+    "maxReplicas": 2,
+    "rayStartParams": {},
+    "template": {"spec": {"containers": [container("ray-worker")]}},
+}
+_SPEC = cluster_spec()
 BASE: dict[str, Any] = {
     "apiVersion": "ray.io/v1",
     "kind": "RayCluster",
     "metadata": {"name": "demo"},
-    "spec": {
-        "rayVersion": "2.52.0",
-        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container("ray-head")]}}},
-        "workerGroupSpecs": [
-            {
-                "groupName": "small",
-                "replicas": 1,
-                "minReplicas": 1,
-                "maxReplicas": 3,
-                "rayStartParams": {},
-                "template": {"spec": {"containers": [container("ray-worker")]}},
-            },
-            {
-                "groupName": "large",
-                "replicas": 0,
-                "minReplicas": 0,
-                "maxReplicas": 2,
-                "rayStartParams": {},
-                "template": {"spec": {"containers": [container("ray-worker")]}},
-            },
-        ],
-    },
+    "spec": {**_SPEC, "workerGroupSpecs": [*_SPEC["workerGroupSpecs"], _LARGE]},
 }
+"""The support module's valid RayClusterSpec, with a second (scaled to zero) worker group."""
 
 
 def test_base_manifest_is_valid() -> None:
