@@ -5,6 +5,9 @@ if it is added meanwhile, it is marked dirty and re-queued when the first worker
 adds (``add_after``) and per-key exponential backoff (``add_rate_limited``) feed the same queue.
 These rules make reconciles of one object strictly sequential while different objects run in
 parallel, which is what level-triggered controllers assume.
+
+Optional :class:`~kray.runtime.metrics.QueueMetrics` observe the queue as client-go's queue
+metrics do (depth, adds, latency, work duration, retries); without them the queue records nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import heapq
 import itertools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from kray.runtime.metrics import QueueMetrics
 
 K = TypeVar("K", bound=Hashable)
 
@@ -45,8 +51,15 @@ class ShutDown(Exception):
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, *, backoff: Backoff | None = None, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] | None = None,
+        metrics: QueueMetrics | None = None,
+    ) -> None:
         self._state: _State[K] = _State()
+        self._metrics = metrics
         self._backoff = backoff or Backoff()
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self._changed = asyncio.Event()
@@ -61,6 +74,8 @@ class WorkQueue(Generic[K]):
         if self._shut or key in state.dirty:
             return
         state.dirty.add(key)
+        if self._metrics is not None:
+            self._metrics.add(key)
         if key not in state.processing:
             state.queue.append(key)
             self._changed.set()
@@ -75,6 +90,8 @@ class WorkQueue(Generic[K]):
     def add_rate_limited(self, key: K) -> None:
         failures = self._state.failures.get(key, 0)
         self._state.failures[key] = failures + 1
+        if self._metrics is not None:
+            self._metrics.retry()
         self.add_after(key, self._backoff.delay(failures))
 
     def forget(self, key: K) -> None:
@@ -84,6 +101,8 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         state = self._state
         state.processing.discard(key)
+        if self._metrics is not None:
+            self._metrics.done(key)
         if key in state.dirty:
             state.queue.append(key)
             self._changed.set()
@@ -99,6 +118,8 @@ class WorkQueue(Generic[K]):
                 key = state.queue.pop(0)
                 state.dirty.discard(key)
                 state.processing.add(key)
+                if self._metrics is not None:
+                    self._metrics.get(key)
                 return key
             self._changed.clear()
             timeout = state.delayed[0][0] - self._clock() if state.delayed else None
