@@ -31,7 +31,15 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 
 RECONCILE_RESULTS = ("success", "error", "requeue", "requeue_after")
 
@@ -121,6 +129,9 @@ class RuntimeMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
+        # prometheus_client's extra ``*_created`` series exist in no Go exporter; the switch is
+        # process-wide and only ever built in the operator, which exports nothing that needs them.
+        disable_created_metrics()
         self.registry = registry = registry if registry is not None else CollectorRegistry()
         controller = ("controller",)
         queue = ("name", "controller")
