@@ -32,6 +32,7 @@ EXIT_INVALID = 2
 
 def _add_subcommands() -> None:
     from kray.cli import dev, jobs, local, submit
+    from kray.cli.operator import operator
 
     del submit  # registers `kray job submit` on jobs.job_app
 
@@ -43,6 +44,7 @@ def _add_subcommands() -> None:
     app.command()(jobs.logs)
     app.command()(local.dashboard)
     app.add_typer(local.server_app, name="server")
+    app.command()(operator)
     app.add_typer(dev.app, name="dev", help="Developer tools: a real Kubernetes control plane on loopback.")
 
 
@@ -174,3 +176,7 @@ _add_subcommands()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

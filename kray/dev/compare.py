@@ -1,0 +1,314 @@
+"""Compare what two operators made of the same manifests: normalise, then diff — the differential judge.
+
+Why: kray claims to do what KubeRay's operator does. Golden files written from kray's own output can
+only pin what kray already does; running KubeRay's operator beside kray on one control plane, each in
+its own namespace, and diffing every object each one created is an independent judge. This module is
+the pure half (no I/O): it turns two snapshots into a list of :class:`Difference`, and matches them
+against the documented deliberate ones.
+
+Normalisation hides only what two runs of the *same* operator would also differ in — generated name
+suffixes (KubeRay's alphabet ``bcdfghjklmnpqrstvwxz2456789``), uids, resourceVersions, timestamps,
+IPs, the namespace, and what the apiserver and its controllers add (``kube-api-access-*`` volumes,
+Job ``controller-uid`` labels, allocated cluster IPs, managedFields). A comparison of KubeRay's
+operator with itself in two namespaces must find nothing (the suite tests that), which proves the
+normalisation hides nothing real.
+
+Lists of named items (containers, env, volumes, ports, mounts, conditions) are compared by name,
+so one extra env var is one difference, not a shifted list.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+GENERATED = re.compile(r"(?<=-)[bcdfghjklmnpqrstvwxz2456789]{5}(?![a-z0-9])")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+IPV4 = re.compile(r"(?<![\d.])(\d{1,3}\.){3}\d{1,3}(?![\d.])")
+API_ACCESS = re.compile(r"^kube-api-access-[a-z0-9]{5}$")
+NAMESPACE_TOKEN = "<ns>"
+
+_DROP_META = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "selfLink", "generation")
+_JOB_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name", "batch.kubernetes.io/job-name")
+_NAME_KEYS = ("name", "type", "containerPort", "mountPath", "key")
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One field on which the two operators disagree (``None``: absent on that side)."""
+
+    case: str
+    kind: str
+    name: str
+    path: str
+    kuberay: Any
+    kray: Any
+
+    def line(self) -> str:
+        values = f"KubeRay {_short(self.kuberay)} | kray {_short(self.kray)}"
+        return f"{self.case}: {self.kind}/{self.name}: {self.path}: {values}"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if value is not None else "(absent)"
+    return text if len(text) <= 240 else text[:237] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one operator made in its namespace: objects by kind, CR statuses, Event reasons."""
+
+    namespace: str
+    objects: Mapping[str, Sequence[Mapping[str, Any]]]
+    events: Sequence[Mapping[str, Any]] = ()
+
+
+# ---- normalisation ----------------------------------------------------------------------------------
+def _scrub_string(text: str, namespace: str) -> str:
+    if namespace:
+        text = re.sub(rf"(?<![a-z0-9-]){re.escape(namespace)}(?![a-z0-9-])", NAMESPACE_TOKEN, text)
+    text = TIMESTAMP.sub("<time>", text)
+    text = IPV4.sub("<ip>", text)
+    return GENERATED.sub("<rand>", text)
+
+
+def _scrub(value: Any, namespace: str) -> Any:
+    if isinstance(value, str):
+        return _scrub_string(value, namespace)
+    if isinstance(value, list):
+        return [_scrub(v, namespace) for v in value]
+    if isinstance(value, dict):
+        return {_scrub_string(k, namespace): _scrub(v, namespace) for k, v in value.items()}
+    return value
+
+
+def _strip_apiserver(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """Remove what the apiserver and Kubernetes' controllers add, which no operator decides."""
+    meta = obj.setdefault("metadata", {})
+    for key in _DROP_META:
+        meta.pop(key, None)
+    meta.pop("namespace", None)
+    for ref in meta.get("ownerReferences") or ():
+        ref.pop("uid", None)
+    annotations = meta.get("annotations") or {}
+    annotations.pop("kubectl.kubernetes.io/last-applied-configuration", None)
+    if not annotations:
+        meta.pop("annotations", None)
+    if kind == "Pod":
+        obj.pop("status", None)
+        _strip_pod_spec(obj.get("spec") or {})
+    elif kind == "Service":
+        obj.pop("status", None)
+        spec = obj.get("spec") or {}
+        if spec.get("clusterIP") != "None":
+            spec.pop("clusterIP", None)
+            spec.pop("clusterIPs", None)
+        elif spec.get("clusterIPs") == ["None"]:
+            spec.pop("clusterIPs", None)
+    elif kind == "Job":
+        obj.pop("status", None)
+        spec = obj.get("spec") or {}
+        for labels in (
+            meta.get("labels") or {},
+            ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {},
+        ):
+            for key in _JOB_LABELS:
+                labels.pop(key, None)
+        match = (spec.get("selector") or {}).get("matchLabels") or {}
+        for key in _JOB_LABELS:
+            match.pop(key, None)
+        if not match:
+            spec.pop("selector", None)
+        _strip_pod_spec((spec.get("template") or {}).get("spec") or {})
+    return obj
+
+
+def _strip_pod_spec(spec: dict[str, Any]) -> None:
+    spec.pop("nodeName", None)
+    volumes = [v for v in spec.get("volumes") or () if not API_ACCESS.match(str(v.get("name", "")))]
+    if "volumes" in spec:
+        spec["volumes"] = volumes
+    for group in ("containers", "initContainers"):
+        for container in spec.get(group) or ():
+            mounts = [m for m in container.get("volumeMounts") or () if not API_ACCESS.match(str(m.get("name", "")))]
+            if "volumeMounts" in container:
+                container["volumeMounts"] = mounts
+
+
+def normalise(kind: str, obj: Mapping[str, Any], *, namespace: str) -> dict[str, Any]:
+    clean = _strip_apiserver(kind, json.loads(json.dumps(obj)))
+    return dict(_scrub(clean, namespace))
+
+
+def normalise_status(status: Mapping[str, Any] | None, *, namespace: str) -> dict[str, Any]:
+    """A CR's status as compared: conditions by type with status and reason only; times and IPs hidden."""
+    out = dict(_scrub(json.loads(json.dumps(status or {})), namespace))
+    out.pop("observedGeneration", None)
+    conditions = out.pop("conditions", None)
+    if conditions:
+        out["conditions"] = {c.get("type"): {"status": c.get("status"), "reason": c.get("reason")} for c in conditions}
+    return out
+
+
+# ---- diffing ----------------------------------------------------------------------------------------
+def _keyed(items: list[Any]) -> dict[str, Any] | None:
+    """A list of dicts as a dict keyed by their identifying field (None: not such a list)."""
+    if not items or not all(isinstance(i, dict) for i in items):
+        return None
+    for key in _NAME_KEYS:
+        names = [i.get(key) for i in items]
+        if all(isinstance(n, str | int) for n in names) and len(set(names)) == len(names):
+            return {f"{key}={n}": i for n, i in zip(names, items, strict=True)}
+    return None
+
+
+def diff_values(left: Any, right: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Leaf-level differences between two JSON values: ``(path, left, right)``."""
+    if isinstance(left, dict) and isinstance(right, dict):
+        out = []
+        for key in sorted(set(left) | set(right), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in left:
+                out.append((sub, None, right[key]))
+            elif key not in right:
+                out.append((sub, left[key], None))
+            else:
+                out.extend(diff_values(left[key], right[key], sub))
+        return out
+    if isinstance(left, list) and isinstance(right, list):
+        kl, kr = _keyed(left), _keyed(right)
+        if kl is not None and kr is not None:
+            return _diff_keyed(kl, kr, path)
+        if len(left) == len(right):
+            return [
+                d for i, (a, b) in enumerate(zip(left, right, strict=True)) for d in diff_values(a, b, f"{path}[{i}]")
+            ]
+        return [(path, left, right)]
+    return [] if left == right else [(path, left, right)]
+
+
+def _diff_keyed(left: dict[str, Any], right: dict[str, Any], path: str) -> list[tuple[str, Any, Any]]:
+    out = []
+    for key in sorted(set(left) | set(right)):
+        sub = f"{path}[{key}]"
+        if key not in left:
+            out.append((sub, None, right[key]))
+        elif key not in right:
+            out.append((sub, left[key], None))
+        else:
+            out.extend(diff_values(left[key], right[key], sub))
+    return out
+
+
+def _group(objects: Iterable[Mapping[str, Any]], *, kind: str, namespace: str) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for obj in objects:
+        clean = normalise(kind, obj, namespace=namespace)
+        groups[str((clean.get("metadata") or {}).get("name", ""))].append(clean)
+    for items in groups.values():
+        items.sort(key=lambda o: json.dumps(o, sort_keys=True))
+    return groups
+
+
+def compare(case: str, kuberay: Snapshot, kray: Snapshot) -> list[Difference]:
+    """Every difference between the two snapshots (objects, statuses, Event reasons)."""
+    out: list[Difference] = []
+    for kind in sorted(set(kuberay.objects) | set(kray.objects)):
+        left = _group(kuberay.objects.get(kind, ()), kind=kind, namespace=kuberay.namespace)
+        right = _group(kray.objects.get(kind, ()), kind=kind, namespace=kray.namespace)
+        for name in sorted(set(left) | set(right)):
+            a, b = left.get(name, []), right.get(name, [])
+            if len(a) != len(b):
+                out.append(Difference(case, kind, name, "(count)", len(a), len(b)))
+            for x, y in zip(a, b, strict=False):
+                out.extend(Difference(case, kind, name, p, va, vb) for p, va, vb in diff_values(x, y))
+    out.extend(_event_differences(case, kuberay, kray))
+    return out
+
+
+def event_reasons(snapshot: Snapshot) -> set[tuple[str, str, str]]:
+    """(involved kind, normalised involved name, reason) of every Event the operator recorded."""
+    reasons = set()
+    for event in snapshot.events:
+        involved = event.get("involvedObject") or event.get("regarding") or {}
+        name = _scrub_string(str(involved.get("name", "")), snapshot.namespace)
+        reasons.add((str(involved.get("kind", "")), name, str(event.get("reason", ""))))
+    return reasons
+
+
+def _event_differences(case: str, kuberay: Snapshot, kray: Snapshot) -> list[Difference]:
+    left, right = event_reasons(kuberay), event_reasons(kray)
+    out = [Difference(case, "Event", f"{k}/{n}", f"reason={r}", r, None) for k, n, r in sorted(left - right)]
+    out += [Difference(case, "Event", f"{k}/{n}", f"reason={r}", None, r) for k, n, r in sorted(right - left)]
+    return out
+
+
+# ---- the documented deliberate differences ----------------------------------------------------------
+def glob(pattern: str, text: str) -> bool:
+    """``*`` matches any run of characters; everything else (brackets included) is literal."""
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Deliberate:
+    """A documented difference: which fields (glob patterns) and optionally which values, and why."""
+
+    id: str
+    why: str
+    kind: str = "*"
+    name: str = "*"
+    path: str = "*"
+    case: str = "*"
+    kuberay: str | None = None
+    kray: str | None = None
+
+    def matches(self, difference: Difference) -> bool:
+        checks = ((self.kind, difference.kind), (self.name, difference.name), (self.path, difference.path),
+                  (self.case, difference.case))  # fmt: skip
+        if not all(glob(pattern, value) for pattern, value in checks):
+            return False
+        for pattern, value in ((self.kuberay, difference.kuberay), (self.kray, difference.kray)):
+            if pattern is not None and not glob(pattern, _short(value)):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    unexplained: list[Difference] = field(default_factory=list)
+    unused: list[Deliberate] = field(default_factory=list)
+    explained: dict[str, list[Difference]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.unexplained and not self.unused
+
+
+def judge(differences: Iterable[Difference], deliberate: Sequence[Deliberate]) -> Verdict:
+    """Every difference must be on the list, and every entry of the list must still be seen."""
+    explained: dict[str, list[Difference]] = {d.id: [] for d in deliberate}
+    unexplained = []
+    for difference in differences:
+        entry = next((d for d in deliberate if d.matches(difference)), None)
+        if entry is None:
+            unexplained.append(difference)
+        else:
+            explained[entry.id].append(difference)
+    unused = [d for d in deliberate if not explained[d.id]]
+    return Verdict(unexplained=unexplained, unused=unused, explained=explained)
+
+
+def load_deliberate(entries: Iterable[Mapping[str, Any]]) -> list[Deliberate]:
+    known = set(Deliberate.__dataclass_fields__)
+    out = []
+    for i, entry in enumerate(entries):
+        unknown = set(entry) - known
+        if unknown or "id" not in entry or "why" not in entry:
+            raise ValueError(f"deliberate difference #{i}: needs id and why; unknown keys {sorted(unknown)}")
+        out.append(Deliberate(**{k: str(v) for k, v in entry.items()}))
+    return out

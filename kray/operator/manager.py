@@ -1,0 +1,213 @@
+"""The operator's assembly: one API client, informers scoped as KubeRay's cache, the shared controllers.
+
+Order of a run, as controller-runtime's manager: the probe and metrics servers start; informers
+list and watch (also on a standby, so a takeover starts with a warm cache and a full queue);
+``/readyz`` turns ok once every informer has synced; the controllers' workers run only while this
+process holds the leader Lease. SIGTERM (``stop``) stops taking new work, lets in-flight reconciles
+finish (bounded by ``drain_timeout``), releases the Lease so a standby takes over at once, and
+closes the client. Losing the Lease ends the run with exit code 1, as controller-runtime does:
+a process that may have missed writes must not keep acting.
+
+Cache scope is KubeRay's (``internal/managercache``): Pods only with ``ray.io/node-type`` in
+head/worker/redis-cleanup, Services and batch Jobs only with ``app.kubernetes.io/created-by=kuberay-operator``,
+all within ``--watch-namespace`` (one informer per namespace and kind, or cluster-wide when empty).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kray._kube.store import KubeStore
+from kray.controllers.environment import KubernetesEnvironment
+from kray.controllers.raycluster.reconcile import RayClusterReconciler
+from kray.controllers.rayjob.plan import Settings, StartupPolicy
+from kray.controllers.rayjob.reconcile import RayJobReconciler
+from kray.operator.config import OperatorConfig
+from kray.operator.http import HttpServer, Response, checks_route
+from kray.operator.kuberay_metrics import KubeRayMetrics
+from kray.runtime.controller import Controller
+from kray.runtime.informer import Informer
+from kray.store import JOB, POD, RAYCLUSTER, RAYJOB, SERVICE, Obj, Resource, Store
+
+log = structlog.get_logger(__name__)
+
+POD_SELECTOR = "ray.io/node-type in (head,worker,redis-cleanup)"
+CREATED_BY_SELECTOR = "app.kubernetes.io/created-by=kuberay-operator"
+
+EXIT_OK = 0
+EXIT_LOST_LEADERSHIP = 1
+
+
+@dataclass
+class _Informers:
+    """Every informer of one kind across the watched namespaces, read as one cache."""
+
+    resource: Resource
+    members: list[Informer] = field(default_factory=list)
+
+    def objects(self) -> list[Obj]:
+        return [obj for informer in self.members for obj in informer.list()]
+
+    def add_handler(self, handler: Callable[[Obj | None, Obj | None], None]) -> None:
+        for informer in self.members:
+            informer.add_handler(handler)
+
+    @property
+    def synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self.members)
+
+
+def job_settings(config: OperatorConfig) -> Settings:
+    startup = StartupPolicy() if config.startup_policy == "fail-fast" else None
+    return Settings(
+        transition_grace_period=config.env.transition_grace_period,
+        status_check_timeout=config.env.status_check_timeout,
+        delete_rayjob_after_finish=config.env.delete_rayjob_after_finish,
+        deletion_rules_enabled=config.gates.RayJobDeletionPolicy,
+        startup=startup,
+    )
+
+
+LeaderRun = Callable[[asyncio.Event, Callable[[asyncio.Event], Awaitable[None]]], Awaitable[bool]]
+"""Runs ``lead(stop)`` while holding leadership; returns False when leadership was lost."""
+
+
+class Operator:
+    """One operator process. Build with a config (and, in tests, a store); :meth:`run` until stopped."""
+
+    def __init__(
+        self, config: OperatorConfig, *, store: Store | None = None, registry: CollectorRegistry | None = None
+    ):
+        self.config = config
+        self.store: Store = (
+            store if store is not None else KubeStore.from_kubeconfig(config.kubeconfig, context=config.context)
+        )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._namespaces: tuple[str | None, ...] = config.watch_namespaces or (None,)
+        self.clusters = self._informers(RAYCLUSTER)
+        self.jobs = self._informers(RAYJOB)
+        self.pods = self._informers(POD, label_selector=POD_SELECTOR)
+        self.services = self._informers(SERVICE, label_selector=CREATED_BY_SELECTOR)
+        self.batch_jobs = self._informers(JOB, label_selector=CREATED_BY_SELECTOR)
+        environment = KubernetesEnvironment()
+        workers = config.reconcile_concurrency
+        self.cluster_controller = Controller(
+            "raycluster",
+            RayClusterReconciler(
+                store=self.store,
+                environment=environment,
+                gates=config.gates,
+                requeue_idle=config.env.raycluster_requeue_seconds,
+            ),
+            workers=workers,
+        )
+        self.job_controller = Controller(
+            "rayjob",
+            RayJobReconciler(
+                store=self.store, environment=environment, gates=config.gates, settings=job_settings(config)
+            ),
+            workers=workers,
+        )
+        self._wire()
+        self.kuberay_metrics = KubeRayMetrics(
+            registry=self.registry,
+            clusters=self.clusters.objects,
+            jobs=self.jobs.objects,
+            clock=lambda: datetime.now(UTC),
+        )
+        self.clusters.add_handler(self.kuberay_metrics.on_cluster)
+        self.jobs.add_handler(self.kuberay_metrics.on_job)
+        self.leading = False
+        self._servers: list[HttpServer] = []
+
+    def _informers(self, resource: Resource, *, label_selector: str | None = None) -> _Informers:
+        group = _Informers(resource)
+        for namespace in self._namespaces:
+            group.members.append(Informer(self.store, resource, namespace=namespace, label_selector=label_selector))
+        return group
+
+    def _wire(self) -> None:
+        for informer in self.clusters.members:
+            self.cluster_controller.watches(informer)
+            self.job_controller.owns(informer, owner_kind="RayJob")
+        for informer in self.pods.members:
+            self.cluster_controller.owns(informer, owner_kind="RayCluster")
+        for informer in self.services.members:
+            self.cluster_controller.owns(informer, owner_kind="RayCluster")
+            self.job_controller.owns(informer, owner_kind="RayJob")
+        for informer in self.jobs.members:
+            self.job_controller.watches(informer)
+        for informer in self.batch_jobs.members:
+            self.job_controller.owns(informer, owner_kind="RayJob")
+
+    @property
+    def all_informers(self) -> Iterable[Informer]:
+        for group in (self.clusters, self.jobs, self.pods, self.services, self.batch_jobs):
+            yield from group.members
+
+    def synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self.all_informers)
+
+    # ---- servers ------------------------------------------------------------------------------------
+    def _metrics(self) -> Response:
+        return Response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+
+    async def _start_servers(self) -> None:
+        health = {
+            "/healthz": checks_route({"ping": lambda: True}),
+            "/readyz": checks_route({"informers-synced": self.synced}),
+        }
+        metrics = {"/metrics": self._metrics}
+        cfg = self.config
+        if cfg.health.enabled and cfg.metrics.enabled and cfg.health == cfg.metrics:
+            self._servers.append(HttpServer(address=cfg.health, routes={**health, **metrics}))
+        else:
+            if cfg.health.enabled:
+                self._servers.append(HttpServer(address=cfg.health, routes=health))
+            if cfg.metrics.enabled:
+                self._servers.append(HttpServer(address=cfg.metrics, routes=metrics))
+        for server in self._servers:
+            await server.start()
+
+    # ---- run ----------------------------------------------------------------------------------------
+    async def lead(self, stop: asyncio.Event) -> None:
+        """Run the controllers' workers until ``stop`` (then drain)."""
+        self.leading = True
+        log.info("operator.leading", namespaces=list(self.config.watch_namespaces) or "all")
+        try:
+            await asyncio.gather(self.cluster_controller.run(stop), self.job_controller.run(stop))
+        finally:
+            self.leading = False
+
+    async def run(self, stop: asyncio.Event, *, leader: LeaderRun | None = None) -> int:
+        """Serve until ``stop``; returns the process exit code."""
+        await self._start_servers()
+        informer_stop = asyncio.Event()
+        informers = [
+            asyncio.create_task(i.run(informer_stop), name=f"informer-{i.resource.plural}") for i in self.all_informers
+        ]
+        code = EXIT_OK
+        try:
+            if leader is None:
+                await self.lead(stop)
+            elif not await leader(stop, self.lead):
+                log.error("operator.leadership_lost")
+                code = EXIT_LOST_LEADERSHIP
+        finally:
+            informer_stop.set()
+            for task in informers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, timeout=10)
+            for server in self._servers:
+                await server.close()
+            await self.store.close()
+        log.info("operator.stopped", code=code)
+        return code
