@@ -21,6 +21,13 @@ class ClusterEnvironment(Protocol):
     force_token_auth: bool
     """Give every cluster Ray token auth, whatever its authOptions say (local mode's default)."""
 
+    submits_over_http: bool
+    """The RayJob controller submits every job itself over the dashboard's REST API (HTTPMode's way),
+    whatever ``submissionMode`` says: no submitter Job, no sidecar. Same outcome, no submitter pod."""
+
+    rayjob_head_service: bool
+    """The RayJob controller keeps a ``<rayjob>-head-svc`` Service pointed at its cluster's head."""
+
     async def prepare(self, *, store: Store, cluster: Obj) -> Obj | None:
         """Record what this place needs on the cluster before pods exist (e.g. ports).
 
@@ -44,9 +51,12 @@ class ClusterEnvironment(Protocol):
 
 
 class KubernetesEnvironment:
-    """KubeRay's behaviour: Services by DNS name, fixed ports, auth only when asked for."""
+    """KubeRay's behaviour: Services by DNS name, fixed ports, auth only when asked for, submitters
+    (K8sJobMode's batch Job, SidecarMode's container) as the RayJob asks."""
 
     force_token_auth = False
+    submits_over_http = False
+    rayjob_head_service = True
 
     def __init__(self, options: PodBuildOptions = DEFAULT_OPTIONS) -> None:
         self.options = options
@@ -64,14 +74,30 @@ class KubernetesEnvironment:
         return service
 
     def dashboard_address(self, *, cluster: RayCluster, head_service: Mapping[str, Any] | None) -> str | None:
-        name = cluster.metadata.name or ""
-        service = head_service_name(name)
-        port = self.options.ports.dashboard
-        for entry in ((head_service or {}).get("spec") or {}).get("ports") or ():
-            if entry.get("name") == "dashboard":
-                port = int(entry.get("port", port))
+        """KubeRay's ``FetchHeadServiceURL``: the head Service (custom name honoured) and its ``dashboard``
+        port; None while that Service does not exist or names no such port."""
+        if head_service is None:
+            return None
+        port = next(
+            (
+                p.get("port")
+                for p in (head_service.get("spec") or {}).get("ports") or ()
+                if p.get("name") == "dashboard"
+            ),
+            None,
+        )
+        if port is None:
+            return None
         namespace = cluster.metadata.namespace or "default"
-        return f"{fqdn(service, namespace, cluster_domain=self.options.cluster_domain)}:{port}"
+        service = cluster_head_service_name(cluster)
+        return f"{fqdn(service, namespace, cluster_domain=self.options.cluster_domain)}:{int(port)}"
 
     def release(self, *, namespace: str, name: str) -> None:
         return None
+
+
+def cluster_head_service_name(cluster: RayCluster) -> str:
+    """The cluster's head Service: ``headGroupSpec.headService.metadata.name`` or ``<cluster>-head-svc``."""
+    custom = cluster.spec.head_group_spec.head_service
+    override = ((custom or {}).get("metadata") or {}).get("name") or None
+    return head_service_name(cluster.metadata.name or "", override=override)

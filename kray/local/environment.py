@@ -38,6 +38,8 @@ def cluster_owner(namespace: str, name: str) -> str:
 
 class LocalEnvironment:
     force_token_auth = True
+    submits_over_http = True  # every submission mode submits over HTTP (docs/local-mode.md)
+    rayjob_head_service = False  # nothing reaches a cluster by Service name on one machine
 
     def __init__(self, *, ports: PortAllocator, options: PodBuildOptions = DEFAULT_OPTIONS) -> None:
         self.ports = ports

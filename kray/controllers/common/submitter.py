@@ -35,6 +35,7 @@ from kray.controllers.common.pod_env import auth_enabled, set_token_auth_env
 __all__ = [
     "SUBMITTER_CONTAINER",
     "SubmitterError",
+    "build_rayjob_cluster",
     "build_sidecar_submitter_container",
     "build_submit_request",
     "build_submitter_job",
@@ -135,10 +136,13 @@ def build_submitter_job(
         raise ValueError("the RayJob has no metadata.uid and no owner_uid was given")
     config = rayjob.spec.submitter_config
     backoff = config.backoff_limit if config is not None and config.backoff_limit is not None else DEFAULT_BACKOFF_LIMIT
+    labels = {**keys.originated_from(kind="RayJob", name=name), keys.CREATED_BY: keys.COMPONENT_NAME}
+    template_meta = template.setdefault("metadata", {})
+    template_meta["labels"] = {**(template_meta.get("labels") or {}), **labels}  # v1.7: on the pods too
     metadata = {
         "name": rayjob_submitter_job_name(name),
         "namespace": rayjob.metadata.namespace or "",
-        "labels": {**keys.originated_from(kind="RayJob", name=name), keys.CREATED_BY: keys.COMPONENT_NAME},
+        "labels": dict(labels),
         "ownerReferences": [controller_reference(api_version=API_VERSION, kind="RayJob", name=name, uid=uid)],
     }
     return {
@@ -182,6 +186,59 @@ def with_sidecar_submitter(*, cluster_spec: RayClusterSpec, container: Mapping[s
     template["spec"]["restartPolicy"] = "Never"
     head = cluster_spec.head_group_spec.model_copy(update={"template": template})
     return cluster_spec.model_copy(update={"head_group_spec": head})
+
+
+def build_rayjob_cluster(
+    *,
+    rayjob: RayJob,
+    raw: Mapping[str, Any],
+    name: str,
+    job_id: str,
+    dashboard_url: str = "",
+    sidecar: bool,
+    options: PodBuildOptions = DEFAULT_OPTIONS,
+) -> JSON:
+    """The RayCluster a RayJob makes from ``spec.rayClusterSpec`` (``raw`` is the RayJob as stored, so the
+    spec is copied as written): its labels and annotations plus the ``originated-from`` and submission-mode
+    labels, owned by the RayJob. With ``sidecar`` (SidecarMode on Kubernetes) the head gets the submitter
+    container, ``restartPolicy: Never``, and the cluster ``ray.io/disable-provisioned-head-restart``."""
+    meta = raw["metadata"]
+    spec = deep_copy((raw.get("spec") or {}).get("rayClusterSpec") or {})
+    labels = {
+        **(meta.get("labels") or {}),
+        **keys.originated_from(kind="RayJob", name=meta["name"]),
+        keys.JOB_SUBMISSION_MODE: rayjob.spec.submission_mode.value,
+    }
+    annotations = dict(meta.get("annotations") or {})
+    if sidecar:
+        annotations[keys.DISABLE_PROVISIONED_HEAD_RESTART] = "true"
+        cluster_spec = rayjob.spec.ray_cluster_spec
+        if cluster_spec is None:
+            raise SubmitterError("SidecarMode needs spec.rayClusterSpec")
+        container = build_sidecar_submitter_container(
+            rayjob=rayjob,
+            cluster_spec=cluster_spec,
+            cluster_name=name,
+            job_id=job_id,
+            dashboard_url=dashboard_url,
+            options=options,
+        )
+        head_spec = spec["headGroupSpec"]["template"].setdefault("spec", {})
+        head_spec["containers"] = [*(head_spec.get("containers") or []), container]
+        head_spec["restartPolicy"] = "Never"
+    owner = controller_reference(api_version=API_VERSION, kind="RayJob", name=meta["name"], uid=meta["uid"])
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RayCluster",
+        "metadata": {
+            "name": name,
+            "namespace": meta.get("namespace"),
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner],
+        },
+        "spec": spec,
+    }
 
 
 def build_submit_request(*, rayjob: RayJob, job_id: str) -> JSON:

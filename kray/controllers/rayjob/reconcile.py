@@ -1,10 +1,12 @@
 """The RayJob reconcile: observe (store + dashboard), plan (:mod:`.plan`), act. Thin.
 
 The dashboard is asked about the Ray job only when the plan needs it (Running, or stopping a job
-on deletion). Submission goes through the dashboard REST API (HTTPMode semantics) with the
-submission id fixed in ``status.jobId`` beforehand, so a retry after a crash never submits twice:
-the plan submits only after the dashboard said the id does not exist, and a concurrent duplicate
-is refused by Ray itself (``JobAlreadyExists``), which counts as success.
+on deletion). HTTPMode submissions (every mode where the environment ``submits_over_http``, as in
+local mode) go through the dashboard REST API with the submission id fixed in ``status.jobId``
+beforehand, so a retry after a crash never submits twice: the plan submits only after the dashboard
+said the id does not exist, and a concurrent duplicate is refused by Ray itself (``JobAlreadyExists``),
+which counts as success. On Kubernetes K8sJobMode and SidecarMode run KubeRay's submitters instead
+(:mod:`.kube`), and the reconcile reads them back for the plan.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import base64
 import contextlib
 import dataclasses
 import secrets
-import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,21 +28,25 @@ from kray._ray.errors import DashboardError, JobAlreadyExists, JobNotFound
 from kray.api.errors import ManifestError
 from kray.api.manifest import parse_object
 from kray.api.rules import FeatureGates, check_rayjob
-from kray.api.v1.enums import JobDeploymentStatus, ManagedBy
+from kray.api.v1.enums import JobDeploymentStatus, JobSubmissionMode, ManagedBy
 from kray.api.v1.raycluster import RayCluster
 from kray.api.v1.rayjob import RayJob
 from kray.controllers import events
 from kray.controllers.common.diagnosis import PodTrouble, troubles
 from kray.controllers.common.labels import RAY_CLUSTER
-from kray.controllers.common.names import auth_secret_name, head_service_name
-from kray.controllers.common.submitter import build_submit_request
-from kray.controllers.environment import ClusterEnvironment
+from kray.controllers.common.names import RANDOM_SUFFIX_ALPHABET, auth_secret_name
+from kray.controllers.common.submitter import build_rayjob_cluster, build_submit_request
+from kray.controllers.environment import ClusterEnvironment, cluster_head_service_name
+from kray.controllers.rayjob import kube
 from kray.controllers.rayjob.plan import (
     FINALIZER,
     AddFinalizer,
     CreateCluster,
+    CreateSubmitter,
     DeleteCluster,
     DeleteSelf,
+    DeleteSubmitter,
+    EnsureJobService,
     Observed,
     RayJobInfo,
     RemoveFinalizer,
@@ -58,9 +63,17 @@ from kray.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
 log = structlog.get_logger(__name__)
 COMPONENT = "rayjob-controller"
-_ALPHABET = string.ascii_lowercase + string.digits
 
 DashboardFactory = Callable[[str, str | None], AsyncDashboardClient]
+
+
+_SUBMITTER_STATES = {
+    JobDeploymentStatus.INITIALIZING.value,
+    JobDeploymentStatus.RUNNING.value,
+    JobDeploymentStatus.SUSPENDING.value,
+    JobDeploymentStatus.RETRYING.value,
+}
+"""Where K8sJobMode's plan needs to know about the submitter Job (create it, follow it, delete it)."""
 
 
 def default_dashboards(address: str, token: str | None) -> AsyncDashboardClient:
@@ -78,7 +91,17 @@ class JobObserver(Protocol):
 
 
 def random_suffix() -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    return "".join(secrets.choice(RANDOM_SUFFIX_ALPHABET) for _ in range(5))
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """One reconcile's observation: the plan's input and what the actions need beside it."""
+
+    observed: Observed
+    dashboard: AsyncDashboardClient | None = None
+    cluster: RayCluster | None = None
+    submitter_job: Obj | None = None
 
 
 @dataclass
@@ -103,12 +126,12 @@ class RayJobReconciler:
         job = await self._validated(raw)
         if job is None:
             return Result.done()
-        observed, dashboard = await self._observe(raw, job)
+        seen = await self._observe(raw, job)
         try:
-            return await self._act(raw, job, observed, dashboard)
+            return await self._act(raw, job, seen)
         finally:
-            if dashboard is not None:
-                await dashboard.aclose()
+            if seen.dashboard is not None:
+                await seen.dashboard.aclose()
 
     async def _validated(self, raw: Obj) -> RayJob | None:
         status = (raw.get("status") or {}).get("jobDeploymentStatus")
@@ -141,45 +164,60 @@ class RayJobReconciler:
             await self._remove_finalizer(raw)
         return None
 
-    async def _observe(self, raw: Obj, job: RayJob) -> tuple[Observed, AsyncDashboardClient | None]:
+    async def _observe(self, raw: Obj, job: RayJob) -> _Seen:
         status = raw.get("status") or {}
         namespace = job.metadata.namespace or "default"
         cluster_name = status.get("rayClusterName")
-        cluster_raw: Obj | None = None
-        if cluster_name:
-            try:
-                cluster_raw = await self.store.get(RAYCLUSTER, cluster_name, namespace=namespace)
-            except NotFound:
-                cluster_raw = None
+        deployment = status.get("jobDeploymentStatus")
+        env = self.environment
+        cluster_raw = await kube.get_or_none(self.store, RAYCLUSTER, cluster_name, namespace) if cluster_name else None
         observed = Observed(
             job=job,
             now=self.clock(),
             random_suffix=self.suffix(),
             settings=self.settings,
             cluster_exists=cluster_raw is not None,
+            submits_over_http=env.submits_over_http,
+            manages_job_service=env.rayjob_head_service,
         )
+        mode = observed.mode()
+        values: dict[str, Any] = {}
+        submitter_job: Obj | None = None
+        if mode is JobSubmissionMode.K8S_JOB and deployment in _SUBMITTER_STATES:
+            submitter_job = await kube.read_submitter_job(self.store, job)
+            values["submitter_job_exists"] = submitter_job is not None
+            if submitter_job is not None and deployment == JobDeploymentStatus.RUNNING.value:
+                values["submitter"] = kube.submitter_job_state(submitter_job)
+        running = deployment == JobDeploymentStatus.RUNNING.value
+        if running and env.rayjob_head_service and not job.spec.cluster_selector:
+            values["job_service_target"] = await kube.read_job_service_target(self.store, job)
         if cluster_raw is None:
-            return observed, None
+            return _Seen(dataclasses.replace(observed, **values), submitter_job=submitter_job)
         cluster_status = cluster_raw.get("status") or {}
         cluster = parse_object(cluster_raw)
         assert isinstance(cluster, RayCluster)
-        head_service = await self._head_service(cluster)
-        address = self.environment.dashboard_address(cluster=cluster, head_service=head_service)
-        values: dict[str, Any] = {
-            "cluster_ready": cluster_status.get("state") == "ready",
-            "cluster_status": cluster_status or None,
-            "dashboard_url": address,
-        }
-        deployment = status.get("jobDeploymentStatus")
+        head_service = await kube.get_or_none(
+            self.store, SERVICE, cluster_head_service_name(cluster), cluster.metadata.namespace or namespace
+        )
+        address = env.dashboard_address(cluster=cluster, head_service=head_service)
+        groups = (cluster_raw.get("spec") or {}).get("workerGroupSpecs") or []
+        values.update(
+            cluster_ready=cluster_status.get("state") == "ready",
+            cluster_status=cluster_status or None,
+            dashboard_url=address,
+            workers_suspended=all(g.get("suspend") is True for g in groups),
+        )
+        if mode is JobSubmissionMode.SIDECAR and running:
+            values["submitter"] = await kube.read_sidecar(self.store, namespace, cluster_name or "")
         deleting = bool(job.metadata.deletion_timestamp)
         if deployment == JobDeploymentStatus.INITIALIZING.value and not values["cluster_ready"]:
             values["cluster_troubles"] = await self._troubles(namespace, cluster_name or "")
         job_id = status.get("jobId")
         dashboard: AsyncDashboardClient | None = None
-        wants_dashboard = deployment == JobDeploymentStatus.RUNNING.value or deleting or self.observer is not None
+        wants_dashboard = running or deleting or self.observer is not None
         if job_id and address is not None and wants_dashboard:
             dashboard = self.dashboards(address, await self._token(cluster))
-        if job_id and dashboard is not None and (deployment == JobDeploymentStatus.RUNNING.value or deleting):
+        if job_id and dashboard is not None and (running or deleting):
             try:
                 info = await dashboard.get_job(job_id)
                 values["ray_job"] = RayJobInfo(info.status, info.message or "", info.start_time, info.end_time)
@@ -187,18 +225,11 @@ class RayJobReconciler:
                 values["ray_job_missing"] = True
             except DashboardError as error:
                 values["dashboard_error"] = str(error)
-        return dataclasses.replace(observed, **values), dashboard
+        return _Seen(dataclasses.replace(observed, **values), dashboard, cluster, submitter_job)
 
     async def _troubles(self, namespace: str, cluster_name: str) -> tuple[PodTrouble, ...]:
         pods = await self.store.list(POD, namespace=namespace, label_selector=f"{RAY_CLUSTER}={cluster_name}")
         return tuple(troubles(pods.items))
-
-    async def _head_service(self, cluster: RayCluster) -> Obj | None:
-        name = head_service_name(cluster.metadata.name or "")
-        try:
-            return await self.store.get(SERVICE, name, namespace=cluster.metadata.namespace)
-        except NotFound:
-            return None
 
     async def _token(self, cluster: RayCluster) -> str | None:
         options = cluster.spec.auth_options
@@ -212,8 +243,9 @@ class RayJobReconciler:
         data = (secret.get("data") or {}).get("auth_token")
         return base64.b64decode(data).decode() if data else None
 
-    async def _act(self, raw: Obj, job: RayJob, observed: Observed, dashboard: AsyncDashboardClient | None) -> Result:
-        result = plan(observed)
+    async def _act(self, raw: Obj, job: RayJob, seen: _Seen) -> Result:
+        dashboard = seen.dashboard
+        result = plan(seen.observed)
         for type_, reason, message in result.events:
             await events.record(
                 store=self.store, involved=raw, type_=type_, reason=reason, message=message, component=COMPONENT
@@ -222,7 +254,7 @@ class RayJobReconciler:
             if isinstance(action, RemoveFinalizer) and self.observer is not None:
                 await self.observer.deleted(job=raw, status=result.status, dashboard=dashboard)
             try:
-                after = await self._execute(action, raw=raw, job=job, dashboard=dashboard)
+                after = await self._execute(action, raw=raw, job=job, seen=seen)
             except Conflict:
                 return Result.after(0)
             if after is None:  # the RayJob is gone (finalizer removed, or DeleteSelf)
@@ -237,11 +269,10 @@ class RayJobReconciler:
             await self.observer.observe(job=raw, status=result.status, dashboard=dashboard)
         return Result() if result.requeue_after is None else Result.after(result.requeue_after)
 
-    async def _execute(
-        self, action: Any, *, raw: Obj, job: RayJob, dashboard: AsyncDashboardClient | None
-    ) -> Obj | None:
+    async def _execute(self, action: Any, *, raw: Obj, job: RayJob, seen: _Seen) -> Obj | None:
         """Carry out one action; returns the RayJob as it now is, or None once it is gone."""
         namespace = job.metadata.namespace or "default"
+        dashboard = seen.dashboard
         if isinstance(action, AddFinalizer):
             meta = raw["metadata"]
             return await self.store.replace(
@@ -252,6 +283,26 @@ class RayJobReconciler:
             return None
         if isinstance(action, CreateCluster):
             await self._create_cluster(raw, job, action.name)
+        elif isinstance(action, CreateSubmitter) and seen.cluster is not None:
+            await kube.create_submitter_job(
+                store=self.store,
+                raw=raw,
+                job=job,
+                cluster=seen.cluster,
+                job_id=action.job_id,
+                dashboard_url=action.dashboard_url,
+                options=self.environment.pod_options(seen.cluster),
+            )
+        elif isinstance(action, DeleteSubmitter):
+            await kube.delete_submitter_job(store=self.store, raw=raw, submitter=seen.submitter_job)
+        elif isinstance(action, EnsureJobService) and seen.cluster is not None:
+            await kube.ensure_job_service(
+                store=self.store,
+                raw=raw,
+                cluster=seen.cluster,
+                update=action.update,
+                options=self.environment.pod_options(seen.cluster),
+            )
         elif isinstance(action, DeleteCluster):
             try:
                 await self.store.delete(RAYCLUSTER, action.name, namespace=namespace)
@@ -260,7 +311,7 @@ class RayJobReconciler:
                     involved=raw,
                     type_="Normal",
                     reason="DeletedRayCluster",
-                    message=f"Deleted RayCluster {namespace}/{action.name}",
+                    message=f"Deleted cluster {namespace}/{action.name}",
                     component=COMPONENT,
                 )
             except NotFound:
@@ -283,35 +334,23 @@ class RayJobReconciler:
         return raw
 
     async def _create_cluster(self, raw: Obj, job: RayJob, name: str) -> None:
-        meta = raw["metadata"]
-        spec = (raw.get("spec") or {}).get("rayClusterSpec") or {}
-        labels = {
-            **(meta.get("labels") or {}),
-            "ray.io/originated-from-cr-name": meta["name"],
-            "ray.io/originated-from-crd": "RayJob",
-            "ray.io/job-submission-mode": job.spec.submission_mode.value,
-        }
-        cluster = {
-            "apiVersion": "ray.io/v1",
-            "kind": "RayCluster",
-            "metadata": {
-                "name": name,
-                "namespace": meta.get("namespace"),
-                "labels": labels,
-                "annotations": dict(meta.get("annotations") or {}),
-                "ownerReferences": [
-                    {
-                        "apiVersion": "ray.io/v1",
-                        "kind": "RayJob",
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ],
-            },
-            "spec": spec,
-        }
+        status = raw.get("status") or {}
+        sidecar = job.spec.submission_mode is JobSubmissionMode.SIDECAR and not self.environment.submits_over_http
+        options = None
+        if sidecar and job.spec.ray_cluster_spec is not None:
+            model = RayCluster.model_validate(
+                {"metadata": {"name": name, "namespace": job.metadata.namespace}, "spec": job.spec.ray_cluster_spec}
+            )
+            options = self.environment.pod_options(model)
+        cluster = build_rayjob_cluster(
+            rayjob=job,
+            raw=raw,
+            name=name,
+            job_id=str(status.get("jobId") or ""),
+            dashboard_url=str(status.get("dashboardURL") or ""),
+            sidecar=sidecar,
+            **({"options": options} if options is not None else {}),
+        )
         with contextlib.suppress(AlreadyExists):
             await self.store.create(RAYCLUSTER, cluster)
 
