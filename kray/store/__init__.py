@@ -64,6 +64,11 @@ EVENT = Resource("v1", "Event", "events")
 NAMESPACE = Resource("v1", "Namespace", "namespaces", namespaced=False, status_subresource=True)
 JOB = Resource("batch/v1", "Job", "jobs", status_subresource=True)
 LEASE = Resource("coordination.k8s.io/v1", "Lease", "leases")
+SERVICE_ACCOUNT = Resource("v1", "ServiceAccount", "serviceaccounts")
+PERSISTENT_VOLUME_CLAIM = Resource("v1", "PersistentVolumeClaim", "persistentvolumeclaims", status_subresource=True)
+ROLE = Resource("rbac.authorization.k8s.io/v1", "Role", "roles")
+ROLE_BINDING = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
+INGRESS = Resource("networking.k8s.io/v1", "Ingress", "ingresses", status_subresource=True)
 
 RESOURCES: tuple[Resource, ...] = (
     RAYCLUSTER,
@@ -78,6 +83,11 @@ RESOURCES: tuple[Resource, ...] = (
     NAMESPACE,
     JOB,
     LEASE,
+    SERVICE_ACCOUNT,
+    PERSISTENT_VOLUME_CLAIM,
+    ROLE,
+    ROLE_BINDING,
+    INGRESS,
 )
 
 

@@ -41,10 +41,17 @@ NUM_WORKER_GROUPS = "ray.io/num-worker-groups"
 DISABLE_PROVISIONED_HEAD_RESTART = "ray.io/disable-provisioned-head-restart"
 GCS_FT_DELETION_TIMEOUT = "ray.io/gcs-ft-deletion-timeout"
 INITIALIZING_TIMEOUT = "ray.io/initializing-timeout"
+INGRESS_CLASS = "kubernetes.io/ingress.class"
+"""Copied from the RayCluster to the Ingress's ``spec.ingressClassName`` (never to its annotations)."""
+
+# Finalizers.
+GCS_FT_REDIS_CLEANUP_FINALIZER = "ray.io/gcs-ft-redis-cleanup-finalizer"
 
 # Values.
 APPLICATION_NAME = "kuberay"
 COMPONENT_NAME = "kuberay-operator"
+REDIS_CLEANUP_NODE_TYPE = "redis-cleanup"
+"""The ``ray.io/node-type`` of the GCS fault-tolerance Redis cleanup Job and its pod."""
 HEAD_GROUP = "headgroup"
 """The ``ray.io/group`` value of head pods."""
 

@@ -67,13 +67,16 @@ def worker_pod_generate_name(cluster: str, group: str) -> str:
 
 
 def head_service_name(cluster: str, *, override: str | None = None) -> str:
-    """``<cluster>-head-svc`` (shortened by ``check_name``), or ``headGroupSpec.headService.metadata.name``."""
-    return override or check_name(f"{cluster}-head-svc")
+    """``<cluster>-head-svc``, or ``headGroupSpec.headService.metadata.name``.
+
+    Never shortened: KubeRay stopped passing Service names through ``CheckName`` in v1.4 (the 53-character
+    cluster name limit keeps ``<cluster>-serve-svc`` within 63)."""
+    return override or f"{cluster}-head-svc"
 
 
 def owner_head_service_name(owner: str) -> str:
     """The head Service a RayJob or RayService keeps pointing at its current cluster: ``<owner>-head-svc``."""
-    return check_name(f"{owner}-head-svc")
+    return f"{owner}-head-svc"
 
 
 def headless_service_name(cluster: str) -> str:
@@ -82,13 +85,33 @@ def headless_service_name(cluster: str) -> str:
 
 
 def serve_service_name(owner: str) -> str:
-    """``<owner>-serve-svc`` (a RayCluster with ``ray.io/enable-serve-service``, or a RayService)."""
-    return check_name(f"{owner}-serve-svc")
+    """``<owner>-serve-svc`` (a RayCluster with ``ray.io/enable-serve-service``, or a RayService); never shortened."""
+    return f"{owner}-serve-svc"
 
 
 def serve_service_label(owner: str) -> str:
     """The ``ray.io/serve`` label value of serve Services: ``<owner>-serve``."""
     return f"{owner}-serve"
+
+
+def ingress_name(cluster: str) -> str:
+    """The head Ingress: ``<cluster>-head-ingress`` (passed through ``check_name`` when created)."""
+    return check_name(f"{cluster}-head-ingress")
+
+
+def autoscaler_role_name(cluster: str) -> str:
+    """The autoscaler's Role and RoleBinding: ``<cluster>`` through ``check_name``."""
+    return check_name(cluster)
+
+
+def redis_cleanup_job_name(cluster: str) -> str:
+    """The GCS fault-tolerance Redis cleanup Job: ``<cluster>-redis-cleanup``, kept within 63 by ``check_label``."""
+    return check_label(f"{cluster}-redis-cleanup")
+
+
+def replica_group_name(group: str, suffix: str) -> str:
+    """``ray.io/worker-group-replica-name`` of a multi-host replica: ``<group>-<5 random>``."""
+    return f"{group}-{suffix}"
 
 
 def fqdn(service: str, namespace: str, *, cluster_domain: str = DEFAULT_CLUSTER_DOMAIN) -> str:

@@ -13,6 +13,10 @@ from typing import Any
 NODE_TYPE_LABEL = "ray.io/node-type"
 GROUP_LABEL = "ray.io/group"
 CLUSTER_LABEL = "ray.io/cluster"
+REPLICA_INDEX_LABEL = "ray.io/worker-group-replica-index"
+REPLICA_NAME_LABEL = "ray.io/worker-group-replica-name"
+RECREATE_HASH_ANNOTATION = "ray.io/upgrade-strategy-recreate-hash"
+KUBERAY_VERSION_ANNOTATION = "ray.io/kuberay-version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +33,14 @@ class PodView:
     terminated_reason: str
     ip: str
     requests: Mapping[str, Any]
+    replica_index: int | None = None
+    """``ray.io/worker-group-replica-index`` (None when absent or not a number)."""
+    replica_name: str = ""
+    """``ray.io/worker-group-replica-name`` of multi-host replicas ("" when absent)."""
+    ready_condition: tuple[str, str, str] | None = None
+    """The PodReady condition as (status, reason, message); None when the pod reports none."""
+    recreate_hash: str = ""
+    kuberay_version: str = ""
 
     @property
     def is_head(self) -> bool:
@@ -46,6 +58,16 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     status = pod.get("status") or {}
     conditions = status.get("conditions") or ()
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    ready_condition = next(
+        (
+            (str(c.get("status", "")), str(c.get("reason") or ""), str(c.get("message") or ""))
+            for c in conditions
+            if c.get("type") == "Ready"
+        ),
+        None,
+    )
+    annotations = meta.get("annotations") or {}
+    index_text = str(labels.get(REPLICA_INDEX_LABEL, ""))
     container_statuses = status.get("containerStatuses") or ()
     ray_name = ((spec.get("containers") or [{}])[0]).get("name")
     ray_status: Mapping[str, Any] = next((c for c in container_statuses if c.get("name") == ray_name), {})
@@ -63,6 +85,11 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         terminated_reason=str((state.get("terminated") or {}).get("reason", "")),
         ip=str(status.get("podIP", "")),
         requests=_pod_resources(spec),
+        replica_index=int(index_text) if index_text.isdigit() else None,
+        replica_name=str(labels.get(REPLICA_NAME_LABEL, "")),
+        ready_condition=ready_condition,
+        recreate_hash=str(annotations.get(RECREATE_HASH_ANNOTATION, "")),
+        kuberay_version=str(annotations.get(KUBERAY_VERSION_ANNOTATION, "")),
     )
 
 

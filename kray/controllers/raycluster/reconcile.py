@@ -1,14 +1,13 @@
 """The RayCluster reconcile: read, plan (:mod:`.plan`), act, write status (:mod:`.status`). Thin.
 
-Order as KubeRay's: validation → auth Secret → head Service → pods → status. The first failing
-step stops the pass; a failed pod operation is reported as the ReplicaFailure condition. Status is
-written only when it changed meaningfully (KubeRay's ``inconsistentRayClusterStatus``).
+Order as KubeRay's: Redis-cleanup finalizer (:mod:`.cleanup`) → validation → children in KubeRay's
+order (:mod:`.children`) → pods → status. The first failing step stops the pass; a failed pod
+operation is reported as the ReplicaFailure condition. Status is written only when it changed
+meaningfully (KubeRay's ``inconsistentRayClusterStatus``).
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,16 +22,30 @@ from kray.api.rules import FeatureGates, check_raycluster
 from kray.api.v1.enums import ManagedBy
 from kray.api.v1.raycluster import RayCluster
 from kray.controllers import events
-from kray.controllers.common.names import auth_secret_name, head_service_name
+from kray.controllers.common import labels as keys
+from kray.controllers.common.names import RANDOM_SUFFIX_ALPHABET, replica_group_name
+from kray.controllers.common.options import PodBuildOptions
 from kray.controllers.common.pod import build_head_pod, build_worker_pod
-from kray.controllers.common.service import build_head_service
+from kray.controllers.common.redis_cleanup import build_redis_cleanup_job
 from kray.controllers.environment import ClusterEnvironment
-from kray.controllers.raycluster.plan import CreateHead, CreateWorker, DeleteAllPods, DeletePod, plan_pods
-from kray.controllers.raycluster.podview import CLUSTER_LABEL, views
+from kray.controllers.raycluster.children import ChildError, ChildReconciler, Children
+from kray.controllers.raycluster.cleanup import REQUEUE_HEAD_TERMINATING, CleanupFacts, CleanupStep, plan_cleanup
+from kray.controllers.raycluster.plan import (
+    CreateHead,
+    CreateReplica,
+    CreateWorker,
+    DeleteAllPods,
+    DeletePod,
+    PlanOptions,
+    RefreshHeadVersion,
+    plan_pods,
+)
+from kray.controllers.raycluster.podview import CLUSTER_LABEL, NODE_TYPE_LABEL, views
 from kray.controllers.raycluster.status import compute_status, status_differs
+from kray.controllers.raycluster.upgrade import recreate_hash
 from kray.runtime.controller import Result
 from kray.runtime.informer import ObjectKey
-from kray.store import POD, RAYCLUSTER, SECRET, SERVICE, Obj, Store
+from kray.store import JOB, POD, RAYCLUSTER, Obj, Store
 from kray.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
 log = structlog.get_logger(__name__)
@@ -52,6 +65,10 @@ class RayClusterReconciler:
     gates: FeatureGates = field(default_factory=FeatureGates)
     clock: Callable[[], str] = now_rfc3339
     requeue_idle: float = REQUEUE_IDLE
+    redis_cleanup: bool = True
+    """``ENABLE_GCS_FT_REDIS_CLEANUP``: guard Redis fault-tolerant clusters with the cleanup finalizer."""
+    kubernetes_only_objects: bool = True
+    """Create the autoscaler ServiceAccount/Role/RoleBinding and the head Ingress (see :mod:`.children`)."""
 
     async def __call__(self, key: ObjectKey) -> Result:
         namespace, name = key
@@ -60,17 +77,23 @@ class RayClusterReconciler:
         except NotFound:
             self.environment.release(namespace=namespace, name=name)
             return Result.done()
-        if raw["metadata"].get("deletionTimestamp"):
-            return Result.done()
         managed_by = (raw.get("spec") or {}).get("managedBy")
         if managed_by not in (None, ManagedBy.KUBERAY_OPERATOR.value):
             return Result.done()
         try:
             cluster = parse_object(raw)
         except ManifestError as error:
+            if raw["metadata"].get("deletionTimestamp"):
+                return Result.done()
             await self._invalid(raw, "; ".join(str(e) for e in error.errors))
             return Result.done()
         assert isinstance(cluster, RayCluster)
+        if self.redis_cleanup:
+            cleanup = await self._cleanup(raw, cluster)
+            if cleanup is not None:
+                return cleanup
+        if raw["metadata"].get("deletionTimestamp"):
+            return Result.done()
         problems = check_raycluster(cluster, gates=self.gates)
         if problems:
             await self._invalid(raw, "; ".join(str(e) for e in problems))
@@ -81,35 +104,64 @@ class RayClusterReconciler:
         return await self._reconcile(raw, cluster)
 
     async def _invalid(self, raw: Obj, message: str) -> None:
+        meta = raw["metadata"]
+        await self._event(
+            raw,
+            "Warning",
+            "InvalidRayClusterSpec",
+            f"The RayCluster spec is invalid {meta.get('namespace')}/{meta.get('name')}: {message}",
+        )
+
+    async def _event(self, raw: Obj, type_: str, reason: str, message: str) -> None:
         await events.record(
-            store=self.store,
-            involved=raw,
-            type_="Warning",
-            reason="InvalidRayClusterSpec",
-            message=message,
-            component=COMPONENT,
+            store=self.store, involved=raw, type_=type_, reason=reason, message=message, component=COMPONENT
         )
 
     async def _reconcile(self, raw: Obj, cluster: RayCluster) -> Result:
         namespace = cluster.metadata.namespace or "default"
         name = cluster.metadata.name or ""
-        secret = await self._ensure_auth_secret(raw, cluster)
-        head_service = await self._ensure_head_service(raw, cluster)
-        pods = await self._pods(namespace, name)
-        plan = plan_pods(cluster=cluster, pods=views(pods))
+        options = self.environment.pod_options(cluster)
+        children = ChildReconciler(
+            store=self.store, environment=self.environment, kubernetes_only_objects=self.kubernetes_only_objects
+        )
         failure: tuple[str, str] | None = None
-        if plan.error is not None:
-            failure = ("FailedCreateHeadPod", plan.error)
-        for action in plan.actions:
-            try:
-                await self._execute(action, raw=raw, cluster=cluster, pods=pods, secret=secret)
-            except StoreError as error:
-                failure = (_failure_reason(action), str(error))
-                log.warning("raycluster.pod_action_failed", action=repr(action), error=str(error))
-                break
+        acted = False
+        try:
+            made = await children.reconcile(raw=raw, cluster=cluster, options=options)
+        except (ChildError, StoreError) as error:
+            log.warning("raycluster.child_failed", cluster=name, error=str(error))
+            failure = ("", str(error))  # not a pod operation: no ReplicaFailure reason (KubeRay's)
+            made = Children(auth_secret=None, head_service=None)
+        if failure is None:
+            pods = await self._pods(namespace, name)
+            spec_hash = recreate_hash(raw.get("spec") or {})
+            plan_options = PlanOptions(
+                multi_host_indexing=options.multi_host_indexing,
+                recreate_hash=spec_hash,
+                kuberay_version=options.kuberay_version,
+            )
+            plan = plan_pods(cluster=cluster, pods=views(pods), options=plan_options)
+            if plan.error is not None:
+                failure = ("", plan.error)
+            acted = bool(plan.actions)
+            for action in plan.actions:
+                try:
+                    await self._execute(
+                        action, raw=raw, cluster=cluster, pods=pods, children=made, options=options, spec_hash=spec_hash
+                    )
+                except StoreError as error:
+                    failure = (_failure_reason(action), str(error))
+                    log.warning("raycluster.pod_action_failed", action=repr(action), error=str(error))
+                    break
+            if plan.skipped_creations and failure is None:
+                acted = True
         fresh = await self._pods(namespace, name)
         status = compute_status(
-            cluster=cluster, pods=views(fresh), head_service=head_service, reconcile_error=failure, now=self.clock()
+            cluster=cluster,
+            pods=views(fresh),
+            head_service=made.head_service,
+            reconcile_error=failure,
+            now=self.clock(),
         )
         changed = status_differs(raw.get("status") or {}, status)
         if changed:
@@ -118,126 +170,192 @@ class RayClusterReconciler:
                 await self.store.replace_status(RAYCLUSTER, {**raw, "status": status})
             except (Conflict, NotFound):
                 return Result.after(0)
-        busy = changed or bool(plan.actions) or failure is not None
+        busy = changed or acted or failure is not None
         return Result.after(REQUEUE_CHANGED if busy else self.requeue_idle)
 
     async def _pods(self, namespace: str, name: str) -> list[Obj]:
         listed = await self.store.list(POD, namespace=namespace, label_selector=f"{CLUSTER_LABEL}={name}")
-        return listed.items
+        return [p for p in listed.items if (p["metadata"].get("labels") or {}).get(NODE_TYPE_LABEL) != "redis-cleanup"]
 
     async def _execute(
-        self, action: Any, *, raw: Obj, cluster: RayCluster, pods: list[Obj], secret: str | None
+        self,
+        action: Any,
+        *,
+        raw: Obj,
+        cluster: RayCluster,
+        pods: list[Obj],
+        children: Children,
+        options: PodBuildOptions,
+        spec_hash: str,
     ) -> None:
         namespace = cluster.metadata.namespace or "default"
-        options = self.environment.pod_options(cluster)
-        if isinstance(action, CreateHead | CreateWorker):
-            head = isinstance(action, CreateHead)
+        if isinstance(action, CreateHead):
+            pod = build_head_pod(cluster=cluster, options=options, recreate_hash=spec_hash)
+            await self._create_pod(raw, cluster, pod, head=True, secret=children.auth_secret)
+        elif isinstance(action, CreateWorker | CreateReplica):
+            group = next(g for g in cluster.spec.worker_group_specs or () if g.group_name == action.group)
             if isinstance(action, CreateWorker):
-                group = next(g for g in cluster.spec.worker_group_specs or () if g.group_name == action.group)
                 pod = build_worker_pod(
                     cluster=cluster, group=group, replica_index=action.replica_index, options=options
                 )
-            else:
-                pod = build_head_pod(cluster=cluster, options=options)
-            pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=head, auth_secret=secret)
-            created = await self.store.create(POD, pod)
-            role = "head" if head else "worker"
-            await events.record(
-                store=self.store,
-                involved=raw,
-                type_="Normal",
-                reason="CreatedHeadPod" if head else "CreatedWorkerPod",
-                message=f"Created {role} Pod {namespace}/{created['metadata']['name']}",
-                component=COMPONENT,
-            )
-        elif isinstance(action, DeletePod):
-            try:
-                await self.store.delete(POD, action.name, namespace=namespace)
-            except NotFound:
+                await self._create_pod(raw, cluster, pod, head=False, secret=children.auth_secret)
                 return
-            await events.record(
-                store=self.store,
-                involved=raw,
-                type_="Normal",
-                reason="DeletedPod",
-                message=f"Deleted Pod {namespace}/{action.name}: {action.reason}",
-                component=COMPONENT,
-            )
+            # A multi-host replica: its hosts share a fresh name; a partial one is deleted next pass.
+            suffix = "".join(secrets.choice(RANDOM_SUFFIX_ALPHABET) for _ in range(5))
+            replica = replica_group_name(group.group_name, suffix)
+            for host in range(action.hosts):
+                pod = build_worker_pod(
+                    cluster=cluster,
+                    group=group,
+                    replica_index=action.replica_index,
+                    replica_name=replica,
+                    host_index=host,
+                    options=options,
+                )
+                await self._create_pod(raw, cluster, pod, head=False, secret=children.auth_secret)
+        elif isinstance(action, DeletePod):
+            await self._delete_pod(raw, namespace, action.name, pods)
         elif isinstance(action, DeleteAllPods):
             for pod in pods:
-                try:
-                    await self.store.delete(POD, pod["metadata"]["name"], namespace=namespace)
-                except NotFound:
-                    continue
+                if not pod["metadata"].get("deletionTimestamp"):
+                    try:
+                        await self.store.delete(POD, pod["metadata"]["name"], namespace=namespace)
+                    except NotFound:
+                        continue
+            await self._event(
+                raw,
+                "Normal",
+                "DeletedPod",
+                f"Deleted Pods for RayCluster {namespace}/{cluster.metadata.name}: {action.reason}",
+            )
+        elif isinstance(action, RefreshHeadVersion):
+            patch = {
+                "metadata": {
+                    "annotations": {
+                        keys.UPGRADE_STRATEGY_RECREATE_HASH: spec_hash,
+                        keys.KUBERAY_VERSION: options.kuberay_version,
+                    }
+                }
+            }
+            await self.store.patch(POD, action.name, namespace=namespace, patch=patch)
 
-    async def _ensure_auth_secret(self, raw: Obj, cluster: RayCluster) -> str | None:
-        """The name of the cluster's auth Secret, created if kray manages it; None without auth."""
-        options = cluster.spec.auth_options
-        if not (cluster.spec.auth_enabled() or self.environment.force_token_auth):
-            return None
-        name = cluster.metadata.name or ""
-        if options is not None and options.secret_name:
-            return options.secret_name
-        secret_name = auth_secret_name(name)
-        token = base64.b64encode(secrets.token_bytes(32)).decode()
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": secret_name,
-                "namespace": cluster.metadata.namespace or "default",
-                "labels": {CLUSTER_LABEL: name},
-                "ownerReferences": [_owner(raw)],
-            },
-            "data": {"auth_token": base64.b64encode(token.encode()).decode()},
-        }
-        with contextlib.suppress(AlreadyExists):
-            await self.store.create(SECRET, secret)
-        return secret_name
-
-    async def _ensure_head_service(self, raw: Obj, cluster: RayCluster) -> Obj | None:
-        name = cluster.metadata.name or ""
-        namespace = cluster.metadata.namespace or "default"
-        override = ((cluster.spec.head_group_spec.head_service or {}).get("metadata") or {}).get("name")
-        service_name = head_service_name(name, override=override)
-        try:
-            return await self.store.get(SERVICE, service_name, namespace=namespace)
-        except NotFound:
-            pass
-        service = build_head_service(cluster=cluster, options=self.environment.pod_options(cluster))
-        service = self.environment.customize_service(cluster=cluster, service=service)
-        try:
-            created = await self.store.create(SERVICE, service)
-        except AlreadyExists:
-            return await self.store.get(SERVICE, service_name, namespace=namespace)
-        await events.record(
-            store=self.store,
-            involved=raw,
-            type_="Normal",
-            reason="CreatedService",
-            message=f"Created head Service {namespace}/{service_name}",
-            component=COMPONENT,
+    async def _create_pod(self, raw: Obj, cluster: RayCluster, pod: Obj, *, head: bool, secret: str | None) -> None:
+        pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=head, auth_secret=secret)
+        created = await self.store.create(POD, pod)
+        meta = created["metadata"]
+        role = "head" if head else "worker"
+        await self._event(
+            raw,
+            "Normal",
+            "CreatedHeadPod" if head else "CreatedWorkerPod",
+            f"Created {role} Pod {meta.get('namespace')}/{meta['name']}",
         )
-        return created
 
+    async def _delete_pod(self, raw: Obj, namespace: str, name: str, pods: list[Obj]) -> None:
+        try:
+            await self.store.delete(POD, name, namespace=namespace)
+        except NotFound:
+            return
+        pod = next((p for p in pods if p["metadata"]["name"] == name), None)
+        head = pod is not None and (pod["metadata"].get("labels") or {}).get(NODE_TYPE_LABEL) == "head"
+        reason = "DeletedHeadPod" if head else "DeletedWorkerPod"
+        await self._event(raw, "Normal", reason, f"Deleted Pod {namespace}/{name}")
 
-def _owner(raw: Obj) -> dict[str, Any]:
-    return {
-        "apiVersion": raw["apiVersion"],
-        "kind": raw["kind"],
-        "name": raw["metadata"]["name"],
-        "uid": raw["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    async def _cleanup(self, raw: Obj, cluster: RayCluster) -> Result | None:
+        """The Redis cleanup finalizer's flow; None when the ordinary reconcile should run."""
+        metadata = raw["metadata"]
+        namespace, name = metadata.get("namespace") or "default", metadata["name"]
+        finalizers: list[str] = list(metadata.get("finalizers") or [])
+        needs_facts = bool(metadata.get("deletionTimestamp")) and keys.GCS_FT_REDIS_CLEANUP_FINALIZER in finalizers
+        pods = await self._pods(namespace, name) if needs_facts else []
+        job = await self._cleanup_job(namespace, name) if needs_facts else None
+        facts = CleanupFacts(
+            now=datetime.fromisoformat(self.clock().replace("Z", "+00:00")),
+            head_pods=sum(1 for p in pods if (p["metadata"].get("labels") or {}).get(NODE_TYPE_LABEL) == "head"),
+            live_pods=sum(1 for p in pods if not p["metadata"].get("deletionTimestamp")),
+            job=job,
+        )
+        step = plan_cleanup(cluster=cluster, finalizers=finalizers, facts=facts)
+        if step is CleanupStep.NONE:
+            return None
+        try:
+            return await self._cleanup_step(step, raw=raw, cluster=cluster, pods=pods, finalizers=finalizers)
+        except (Conflict, NotFound):
+            return Result.after(0)
+        except StoreError as error:
+            log.warning("raycluster.redis_cleanup_failed", cluster=name, step=str(step), error=str(error))
+            return Result.after(REQUEUE_CHANGED)
+
+    async def _cleanup_step(
+        self, step: CleanupStep, *, raw: Obj, cluster: RayCluster, pods: list[Obj], finalizers: list[str]
+    ) -> Result:
+        metadata = raw["metadata"]
+        namespace, name = metadata.get("namespace") or "default", metadata["name"]
+        finalizer = keys.GCS_FT_REDIS_CLEANUP_FINALIZER
+        if step is CleanupStep.ADD_FINALIZER:
+            await self.store.replace(
+                RAYCLUSTER, {**raw, "metadata": {**metadata, "finalizers": [*finalizers, finalizer]}}
+            )
+            return Result.after(REQUEUE_CHANGED)
+        if step in (CleanupStep.REMOVE_FINALIZER, CleanupStep.FORCE_REMOVE_FINALIZER):
+            remaining = [f for f in finalizers if f != finalizer]
+            await self.store.replace(RAYCLUSTER, {**raw, "metadata": {**metadata, "finalizers": remaining}})
+            if step is CleanupStep.FORCE_REMOVE_FINALIZER:
+                await self._event(
+                    raw,
+                    "Warning",
+                    "ForceDeletedStuckCluster",
+                    f"RayCluster {namespace}/{name} was stuck in deletion for more than its GCS fault tolerance "
+                    f"deletion timeout; removed the finalizer {finalizer} without cleaning up Redis",
+                )
+            return Result.done()
+        if step is CleanupStep.DELETE_PODS:
+            for pod in pods:
+                if not pod["metadata"].get("deletionTimestamp"):
+                    try:
+                        await self.store.delete(POD, pod["metadata"]["name"], namespace=namespace)
+                    except NotFound:
+                        continue
+            return Result.after(REQUEUE_HEAD_TERMINATING)
+        if step is CleanupStep.WAIT_FOR_HEAD:
+            return Result.after(REQUEUE_HEAD_TERMINATING)
+        if step is CleanupStep.CREATE_JOB:
+            options = self.environment.pod_options(cluster)
+            head = build_head_pod(cluster=cluster, options=options)
+            job = build_redis_cleanup_job(head_pod=head, cluster=name, login_shell=options.enable_login_shell)
+            try:
+                await self.store.create(JOB, job)
+            except AlreadyExists:
+                return Result.after(REQUEUE_CHANGED)
+            except StoreError as error:
+                await self._event(
+                    raw,
+                    "Warning",
+                    "FailedToCreateRedisCleanupJob",
+                    f"Failed to create Redis cleanup Job {namespace}/{job['metadata']['name']}, {error}",
+                )
+                raise
+            await self._event(
+                raw,
+                "Normal",
+                "CreatedRedisCleanupJob",
+                f"Created Redis cleanup Job {namespace}/{job['metadata']['name']}",
+            )
+        return Result.after(REQUEUE_CHANGED)
+
+    async def _cleanup_job(self, namespace: str, name: str) -> Obj | None:
+        selector = f"{CLUSTER_LABEL}={name},{NODE_TYPE_LABEL}={keys.REDIS_CLEANUP_NODE_TYPE}"
+        listed = await self.store.list(JOB, namespace=namespace, label_selector=selector)
+        return listed.items[0] if listed.items else None
 
 
 def _failure_reason(action: Any) -> str:
     if isinstance(action, CreateHead):
         return "FailedCreateHeadPod"
-    if isinstance(action, CreateWorker):
+    if isinstance(action, CreateWorker | CreateReplica):
         return "FailedCreateWorkerPod"
     if isinstance(action, DeleteAllPods):
         return "FailedDeleteAllPods"
+    if isinstance(action, RefreshHeadVersion):
+        return ""
     return "FailedDeleteWorkerPod"

@@ -22,16 +22,29 @@ from kray.controllers.raycluster.plan import desired_workers
 from kray.controllers.raycluster.podview import PodView
 
 INT32_MAX = 2**31 - 1
+PROVISIONED_MESSAGE = "All Ray Pods are ready for the first time"
+PROVISIONING_MESSAGE = "RayCluster Pods are being provisioned for first time"
 Status = dict[str, Any]
 
 
-def _condition(
-    previous: Sequence[Mapping[str, Any]], *, type_: str, status: str, reason: str, message: str, now: str
-) -> dict[str, Any]:
-    """A condition keeping its lastTransitionTime while its status does not change (meta.SetStatusCondition)."""
-    old = next((c for c in previous if c.get("type") == type_), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else now
-    return {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": since}
+def _set_condition(
+    conditions: list[dict[str, Any]], *, type_: str, status: str, reason: str, message: str, now: str
+) -> None:
+    """``meta.SetStatusCondition``: update in place (the transition time moves only with the status), else append."""
+    for index, old in enumerate(conditions):
+        if old.get("type") == type_:
+            since = old.get("lastTransitionTime") if old.get("status") == status else now
+            conditions[index] = {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": since or now,
+            }
+            return
+    conditions.append(
+        {"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": now}
+    )
 
 
 def _saturating_sum(values: Sequence[int]) -> int:
@@ -48,7 +61,8 @@ def compute_status(
 ) -> Status:
     """The new ``status`` (as JSON) for this cluster.
 
-    ``reconcile_error`` is (ReplicaFailure reason, message) when the last pod operation failed.
+    ``reconcile_error`` is (ReplicaFailure reason, message) when the pass failed; the reason is "" for
+    failures that are not pod operations (KubeRay sets no ReplicaFailure for those).
     """
     spec = cluster.spec
     old: dict[str, Any] = cluster.status.to_dict() if cluster.status else {}
@@ -66,9 +80,8 @@ def compute_status(
     )
     status.update(desired_resources(cluster))
     head = next((p for p in live if p.is_head), None)
-    all_ready = (
-        bool(head) and len(live) == status["desiredWorkerReplicas"] + 1 and all(p.running_and_ready for p in live)
-    )
+    # KubeRay counts every listed pod here, terminating ones included (``runtimePods``).
+    all_ready = len(pods) == status["desiredWorkerReplicas"] + 1 and all_pods_running(pods)
     state = old.get("state") or ""
     if spec.suspend and not pods:
         state = "suspended"
@@ -82,13 +95,7 @@ def compute_status(
     status["endpoints"] = endpoints(head_service)
     status["head"] = head_info(head=head, service=head_service)
     status["conditions"] = _conditions(
-        cluster=cluster,
-        head=head,
-        all_ready=all_ready,
-        pods=pods,
-        reconcile_error=reconcile_error,
-        previous=previous_conditions,
-        now=now,
+        cluster=cluster, head=head, pods=pods, reconcile_error=reconcile_error, previous=previous_conditions, now=now
     )
     status["observedGeneration"] = cluster.metadata.generation or 0
     return {k: v for k, v in status.items() if v not in (None, {}, [])} | {
@@ -103,66 +110,79 @@ def compute_status(
     }
 
 
+def all_pods_running(pods: Sequence[PodView]) -> bool:
+    """``CheckAllPodsRunning``: some pods, all Running, none with a PodReady condition other than True."""
+    return bool(pods) and all(
+        p.phase == "Running" and (p.ready_condition is None or p.ready_condition[0] == "True") for p in pods
+    )
+
+
+def head_pod_ready(head: PodView | None) -> tuple[str, str, str]:
+    """HeadPodReady as (status, reason, message): the head's PodReady condition (``FindHeadPodReadyCondition``)."""
+    reasons = RayClusterConditionReason
+    if head is None:
+        return ConditionStatus.FALSE.value, reasons.HEAD_POD_NOT_FOUND, "Head Pod not found"
+    if head.ready_condition is None:
+        return ConditionStatus.FALSE.value, reasons.UNKNOWN, ""
+    status, reason, message = head.ready_condition
+    if status == ConditionStatus.TRUE.value and not reason:
+        reason = reasons.HEAD_POD_RUNNING_AND_READY
+    return status, reason or reasons.UNKNOWN, message
+
+
 def _conditions(
     *,
     cluster: RayCluster,
     head: PodView | None,
-    all_ready: bool,
     pods: Sequence[PodView],
     reconcile_error: tuple[str, str] | None,
     previous: list[dict[str, Any]],
     now: str,
 ) -> list[dict[str, Any]]:
+    """KubeRay's condition updates, in its order (new conditions are appended, existing ones keep their place)."""
     types = RayClusterConditionType
     reasons = RayClusterConditionReason
     true, false = ConditionStatus.TRUE.value, ConditionStatus.FALSE.value
-    wanted: list[tuple[str, str, str, str]] = []  # (type, status, reason, message)
+    conditions = [dict(c) for c in previous]
+
+    def put(type_: str, status: str, reason: str, message: str = "") -> None:
+        _set_condition(conditions, type_=type_, status=status, reason=reason, message=message, now=now)
+
     if reconcile_error is not None:
-        wanted.append((types.REPLICA_FAILURE, true, *reconcile_error))
-
-    if head is None:
-        wanted.append((types.HEAD_POD_READY, false, reasons.HEAD_POD_NOT_FOUND, "Head Pod not found"))
-    elif head.running_and_ready:
-        wanted.append((types.HEAD_POD_READY, true, reasons.HEAD_POD_RUNNING_AND_READY, ""))
+        if reconcile_error[0]:  # only pod operations have a ReplicaFailure reason; others leave it as it was
+            put(types.REPLICA_FAILURE, true, *reconcile_error)
     else:
-        reason = head.waiting_reason or head.terminated_reason or reasons.UNKNOWN
-        wanted.append((types.HEAD_POD_READY, false, reason, f"Head Pod is {head.phase}"))
+        conditions = [c for c in conditions if c.get("type") != types.REPLICA_FAILURE]
+    put(types.HEAD_POD_READY, *head_pod_ready(head))
 
-    # Suspend is atomic: Suspending until every pod is gone, then Suspended until spec.suspend is cleared.
-    suspend = bool(cluster.spec.suspend)
-    suspended = _is_true(previous, types.SUSPENDED)
-    suspending = _is_true(previous, types.SUSPENDING) or (suspend and not suspended)
-    if suspending and not pods:
-        suspending, suspended = False, True
-    if suspended and not suspend:
-        suspended = False
-
-    if suspended or suspending:
-        wanted.append((types.PROVISIONED, false, reasons.PODS_PROVISIONING, "RayCluster is suspended"))
-    elif _is_true(previous, types.PROVISIONED) or all_ready:  # frozen once True
-        wanted.append(
-            (
-                types.PROVISIONED,
-                true,
-                reasons.ALL_POD_RUNNING_AND_READY_FIRST_TIME,
-                "All Ray Pods are ready for the first time",
-            )
-        )
+    # Suspend is atomic: Suspending until every pod is gone, then Suspended until spec.suspend is false.
+    suspend_status = next(
+        (
+            c.get("type")
+            for c in conditions
+            if c.get("type") in (types.SUSPENDING, types.SUSPENDED) and c.get("status") == true
+        ),
+        None,
+    )
+    if not _is_true(conditions, types.PROVISIONED) and suspend_status != types.SUSPENDED:
+        # Frozen once True: it records the first time every pod was running and ready.
+        if all_pods_running(pods):
+            put(types.PROVISIONED, true, reasons.ALL_POD_RUNNING_AND_READY_FIRST_TIME, PROVISIONED_MESSAGE)
+        else:
+            put(types.PROVISIONED, false, reasons.PODS_PROVISIONING, PROVISIONING_MESSAGE)
+    suspend = cluster.spec.suspend
+    if suspend_status == types.SUSPENDING:
+        if not pods:
+            put(types.PROVISIONED, false, reasons.PODS_PROVISIONING, "RayCluster has been suspended")
+            put(types.SUSPENDING, false, reasons.SUSPENDING)
+            put(types.SUSPENDED, true, reasons.SUSPENDED)
+    elif suspend_status == types.SUSPENDED:
+        if suspend is False:  # KubeRay resumes only on an explicit false, not on a removed field
+            put(types.SUSPENDED, false, reasons.SUSPENDED)
     else:
-        wanted.append(
-            (
-                types.PROVISIONED,
-                false,
-                reasons.PODS_PROVISIONING,
-                "RayCluster Pods are being provisioned for first time",
-            )
-        )
-    wanted.append((types.SUSPENDING, true if suspending else false, reasons.SUSPENDING, ""))
-    wanted.append((types.SUSPENDED, true if suspended else false, reasons.SUSPENDED, ""))
-    return [
-        _condition(previous, type_=type_, status=status, reason=reason, message=message, now=now)
-        for type_, status, reason, message in wanted
-    ]
+        put(types.SUSPENDED, false, reasons.SUSPENDED)
+        put(types.SUSPENDING, true if suspend else false, reasons.SUSPENDING)
+    return conditions
 
 
 def _is_true(conditions: Sequence[Mapping[str, Any]], type_: str) -> bool:

@@ -65,11 +65,22 @@ def test_pod_generate_names() -> None:
 def test_service_names() -> None:
     assert names.head_service_name("c") == "c-head-svc"
     assert names.head_service_name("c", override="custom") == "custom"
-    assert names.head_service_name("a" * 50) == "a" * 41 + "-head-svc"
+    # KubeRay stopped shortening Service names in v1.4: a 53-character cluster keeps its whole name.
+    assert names.head_service_name("a" * 53) == "a" * 53 + "-head-svc"
+    assert names.serve_service_name("a" * 53) == "a" * 53 + "-serve-svc"
+    assert names.owner_head_service_name("j" * 47) == "j" * 47 + "-head-svc"
     assert names.headless_service_name("c") == "c-headless"
     assert names.serve_service_name("c") == "c-serve-svc"
     assert names.serve_service_label("c") == "c-serve"
     assert names.owner_head_service_name("job") == "job-head-svc"
+
+
+def test_other_child_names() -> None:
+    assert names.ingress_name("c") == "c-head-ingress"
+    assert names.autoscaler_role_name("c") == "c"
+    assert names.redis_cleanup_job_name("c") == "c-redis-cleanup"
+    assert names.redis_cleanup_job_name("x" * 60) == ("x" * 60 + "-redis-cleanup")[-63:]
+    assert names.replica_group_name("tpu", "b9q4r") == "tpu-b9q4r"
 
 
 def test_fqdn() -> None:

@@ -43,7 +43,16 @@ def pod(
     terminated: bool = False,
     restart_policy: str = "Always",
     ip: str = "10.0.0.1",
+    replica_index: int | None = None,
+    replica_name: str = "",
+    ready_condition: tuple[str, str, str] | bool | None = True,
+    recreate_hash: str = "",
+    kuberay_version: str = "",
 ) -> PodView:
+    """A pod view; its PodReady condition follows ``ready`` unless ``ready_condition`` is given (None: no condition)."""
+    if ready_condition is True:
+        ready_condition = ("True", "", "") if ready else ("False", "ContainersNotReady", "containers not ready")
+    assert ready_condition is not False
     return PodView(
         name=name,
         node_type="head" if head else "worker",
@@ -57,6 +66,11 @@ def pod(
         terminated_reason="",
         ip=ip,
         requests={},
+        replica_index=replica_index,
+        replica_name=replica_name,
+        ready_condition=ready_condition,
+        recreate_hash=recreate_hash,
+        kuberay_version=kuberay_version,
     )
 
 

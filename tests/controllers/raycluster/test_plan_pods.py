@@ -48,7 +48,7 @@ def test_two_heads_are_an_error_and_nothing_is_done() -> None:
 def test_finished_pods_are_deleted_and_nothing_is_created_in_that_pass(
     phase: str, terminated: bool, policy: str, deleted: bool
 ) -> None:
-    worker = pod("w1", phase=phase, terminated=terminated, restart_policy=policy)
+    worker = pod("w1", phase=phase, terminated=terminated, restart_policy=policy, replica_index=0)
     plan = plan_pods(cluster=cluster(), pods=[HEAD, worker])
     if deleted:
         assert plan.actions == (DeletePod("w1", "worker pod ended"),)
@@ -68,8 +68,8 @@ def test_workers_to_delete_are_deleted_and_replaced_up_to_replicas() -> None:
             {"replicas": 2, "minReplicas": 0, "maxReplicas": 5, "scaleStrategy": {"workersToDelete": ["w1", "gone"]}}
         ]
     )
-    plan = plan_pods(cluster=spec, pods=[HEAD, pod("w1"), pod("w2")])
-    assert plan.actions == (DeletePod("w1", "listed in scaleStrategy.workersToDelete"), CreateWorker("g", 1))
+    plan = plan_pods(cluster=spec, pods=[HEAD, pod("w1", replica_index=0), pod("w2", replica_index=1)])
+    assert plan.actions == (DeletePod("w1", "listed in scaleStrategy.workersToDelete"), CreateWorker("g", 0))
 
 
 def test_scale_down_deletes_surplus_only_without_autoscaling() -> None:
