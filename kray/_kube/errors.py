@@ -10,6 +10,11 @@ the store error a controller handles; :func:`map_errors` wraps every request, so
 * 400 Invalid: ``fieldValidation=Strict`` refusals ("unknown field") become FieldErrors too;
 * 504 "Too large resource version" Gone (a watch from a version the server has not reached: relist);
 * anything else, and transport failures (connect, read, timeouts), Unavailable: retry later.
+
+:func:`retry_after` tells the request path when the server asked for a retry (429 TooManyRequests,
+or a 5xx, with ``Retry-After: <seconds>`` — API Priority and Fairness and a starting apiserver do
+this): client-go then waits and re-sends the same request, and so does
+:class:`~kray._kube.store.KubeStore`, a bounded number of times.
 """
 
 from __future__ import annotations
@@ -61,6 +66,20 @@ def error_from_status(status: Mapping[str, Any]) -> StoreError:
     if code == 504 and "too large resource version" in message.lower():
         return Gone(message)
     return Unavailable(message)
+
+
+def retry_after(response: httpx2.Response) -> float | None:
+    """Seconds the server asked us to wait before re-sending, or None when it did not ask.
+
+    As client-go: only for 429 and 5xx, and only a whole number of seconds (an HTTP-date or junk
+    is no request to retry).
+    """
+    if response.status_code != 429 and not 500 <= response.status_code <= 599:
+        return None
+    value = response.headers.get("Retry-After", "").strip()
+    if not value.isdigit():
+        return None
+    return float(int(value))
 
 
 def error_from_response(response: httpx2.Response) -> StoreError:

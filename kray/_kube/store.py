@@ -11,10 +11,16 @@ store's structural check does, instead of being silently pruned. There is no cac
 one request (a list is one request per page of ``page_size``). A watch re-issues its request from
 the last seen resourceVersion whenever the server ends it (``timeoutSeconds``); it requests
 bookmarks to keep that version fresh and does not yield them.
+
+A 429 or 5xx answer carrying ``Retry-After: <seconds>`` (the server shedding load) is waited out
+and the request re-sent, up to ``max_retries`` times, as client-go does; a longer wait than
+``max_retry_after`` is not worth blocking a reconcile for, so that answer fails as Unavailable
+and the work queue's backoff takes over.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +33,7 @@ from lightkube.config.client_adapter import AsyncClient as _authenticated_client
 from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
-from kray._kube.errors import error_from_status, map_errors
+from kray._kube.errors import error_from_status, map_errors, retry_after
 from kray.api.errors import FieldError
 from kray.store import Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
 from kray.store import meta as m
@@ -48,6 +54,10 @@ class KubeSettings:
     """``timeoutSeconds`` of each watch request; the adapter reconnects transparently after it."""
     page_size: int = 500
     """Items per list request (``limit``); pages are followed with ``continue``."""
+    max_retries: int = 10
+    """Re-sends of one request the server answered with 429/5xx and ``Retry-After`` (client-go: 10)."""
+    max_retry_after: float = 30.0
+    """The longest ``Retry-After`` waited out; a longer one fails the request as Unavailable."""
 
 
 def _path(resource: Resource, *, namespace: str | None, name: str | None = None, status: bool = False) -> str:
@@ -118,9 +128,15 @@ class KubeStore:
     ) -> Any:
         content = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        with map_errors():
-            response = await self._client.request(method, path, params=params, content=content, headers=headers)
-            response.raise_for_status()
+        settings = self._settings
+        for attempt in range(settings.max_retries + 1):
+            with map_errors():
+                response = await self._client.request(method, path, params=params, content=content, headers=headers)
+                delay = retry_after(response)
+                if delay is None or delay > settings.max_retry_after or attempt == settings.max_retries:
+                    response.raise_for_status()
+                    break
+            await asyncio.sleep(delay)
         return response.json()
 
     # ---- Store ---------------------------------------------------------------------------------------

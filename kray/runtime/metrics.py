@@ -131,7 +131,7 @@ class RuntimeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, process: bool = True) -> None:
         # prometheus_client's extra ``*_created`` series exist in no Go exporter; the switch is
         # process-wide and only ever built in the operator, which exports nothing that needs them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry = registry if registry is not None else CollectorRegistry()
         controller = ("controller",)
         queue = ("name", "controller")
