@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kray.api.rules import FeatureGates
-
-DEFAULT_LEASE_NAME = "ray-operator-leader"
-"""KubeRay's leader-election id: kray swapped in for KubeRay never leads beside a KubeRay operator."""
+from kray.runtime.leader import DEFAULT_LEASE_NAME
 
 
 class OperatorConfigError(ValueError):

@@ -25,4 +25,4 @@ async def run_operator(config: OperatorConfig, *, stop: asyncio.Event) -> int:
     except (StoreError, OSError, ValueError) as error:
         log.error("operator.cannot_connect", error=str(error))
         return EXIT_CONFIG
-    return await operator.run(stop, leader=None)
+    return await operator.run(stop)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -35,12 +35,21 @@ from kray.operator.http import HttpServer, Response, checks_route
 from kray.operator.kuberay_metrics import KubeRayMetrics
 from kray.runtime.controller import Controller
 from kray.runtime.informer import Informer
+from kray.runtime.leader import LeaderElectionConfig, LeaderElector, LeadershipLost
+from kray.runtime.metrics import RuntimeMetrics
 from kray.store import JOB, POD, RAYCLUSTER, RAYJOB, SERVICE, Obj, Resource, Store
 
 log = structlog.get_logger(__name__)
 
 POD_SELECTOR = "ray.io/node-type in (head,worker,redis-cleanup)"
 CREATED_BY_SELECTOR = "app.kubernetes.io/created-by=kuberay-operator"
+
+# A standby takes over within 15 s of the leader's death: it waits LEASE_DURATION after the last
+# renewal it saw, and sees renewals at most RETRY_PERIOD (+10% jitter) late: 12 + 2.2 < 15.
+# controller-runtime's defaults (15/10/2) allow up to ~17 s.
+LEASE_DURATION = 12
+RENEW_DEADLINE = 9.0
+RETRY_PERIOD = 2.0
 
 EXIT_OK = 0
 EXIT_LOST_LEADERSHIP = 1
@@ -76,10 +85,6 @@ def job_settings(config: OperatorConfig) -> Settings:
     )
 
 
-LeaderRun = Callable[[asyncio.Event, Callable[[asyncio.Event], Awaitable[None]]], Awaitable[bool]]
-"""Runs ``lead(stop)`` while holding leadership; returns False when leadership was lost."""
-
-
 class Operator:
     """One operator process. Build with a config (and, in tests, a store); :meth:`run` until stopped."""
 
@@ -91,6 +96,7 @@ class Operator:
             store if store is not None else KubeStore.from_kubeconfig(config.kubeconfig, context=config.context)
         )
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.runtime_metrics = RuntimeMetrics(self.registry)
         self._namespaces: tuple[str | None, ...] = config.watch_namespaces or (None,)
         self.clusters = self._informers(RAYCLUSTER)
         self.jobs = self._informers(RAYJOB)
@@ -108,6 +114,8 @@ class Operator:
                 requeue_idle=config.env.raycluster_requeue_seconds,
             ),
             workers=workers,
+            drain_timeout=config.drain_timeout,
+            metrics=self.runtime_metrics,
         )
         self.job_controller = Controller(
             "rayjob",
@@ -115,6 +123,8 @@ class Operator:
                 store=self.store, environment=environment, gates=config.gates, settings=job_settings(config)
             ),
             workers=workers,
+            drain_timeout=config.drain_timeout,
+            metrics=self.runtime_metrics,
         )
         self._wire()
         self.kuberay_metrics = KubeRayMetrics(
@@ -187,7 +197,20 @@ class Operator:
         finally:
             self.leading = False
 
-    async def run(self, stop: asyncio.Event, *, leader: LeaderRun | None = None) -> int:
+    def elector(self) -> LeaderElector | None:
+        """The Lease elector of this config (None with ``--enable-leader-election=false``)."""
+        if not self.config.leader_election:
+            return None
+        election = LeaderElectionConfig(
+            namespace=self.config.leader_election_namespace or "default",
+            name=self.config.lease_name,
+            lease_duration=LEASE_DURATION,
+            renew_deadline=RENEW_DEADLINE,
+            retry_period=RETRY_PERIOD,
+        )
+        return LeaderElector(self.store, election, metrics=self.runtime_metrics)
+
+    async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop``; returns the process exit code."""
         await self._start_servers()
         informer_stop = asyncio.Event()
@@ -196,11 +219,16 @@ class Operator:
         ]
         code = EXIT_OK
         try:
-            if leader is None:
+            elector = self.elector()
+            if elector is None:
                 await self.lead(stop)
-            elif not await leader(stop, self.lead):
-                log.error("operator.leadership_lost")
-                code = EXIT_LOST_LEADERSHIP
+            else:
+                log.info("operator.electing", lease=f"{elector.config.namespace}/{elector.config.name}",
+                         identity=elector.identity)  # fmt: skip
+                await elector.run(stop, self.lead)
+        except LeadershipLost as error:
+            log.error("operator.leadership_lost", error=str(error))
+            code = EXIT_LOST_LEADERSHIP
         finally:
             informer_stop.set()
             for task in informers:
