@@ -11,6 +11,7 @@ from kray.api.v1.enums import JobSubmissionMode
 from kray.controllers.common.options import PodBuildOptions
 from kray.controllers.common.submitter import (
     SubmitterError,
+    build_rayjob_cluster,
     build_sidecar_submitter_container,
     build_submit_request,
     build_submitter_job,
@@ -147,6 +148,7 @@ def test_submitter_job_defaults() -> None:
     assert k8s_job["metadata"]["ownerReferences"][0]["kind"] == "RayJob"
     assert k8s_job["spec"]["backoffLimit"] == 2
     template = k8s_job["spec"]["template"]
+    assert template["metadata"]["labels"] == k8s_job["metadata"]["labels"], "v1.7: the pods carry them too"
     assert template["spec"]["restartPolicy"] == "Never"
     submitter = template["spec"]["containers"][0]
     assert submitter["name"] == "ray-job-submitter"
@@ -224,3 +226,34 @@ def test_http_mode_request_body() -> None:
     }
     with pytest.raises(SubmitterError):
         build_submit_request(rayjob=rayjob(entrypointResources="[1]"), job_id="i")
+
+
+def raw_of(job: RayJob) -> dict[str, Any]:
+    return job.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def test_rayjob_cluster_for_k8s_job_mode_is_the_spec_as_written() -> None:
+    job = rayjob(submissionMode="K8sJobMode")
+    raw = raw_of(job)
+    raw["metadata"]["labels"] = {"team": "a"}
+    raw["metadata"]["annotations"] = {"note": "x"}
+    cluster = build_rayjob_cluster(rayjob=job, raw=raw, name="job-b9q4r", job_id="i", sidecar=False)
+    assert cluster["metadata"]["labels"] == {
+        "team": "a",
+        "ray.io/originated-from-cr-name": "job",
+        "ray.io/originated-from-crd": "RayJob",
+        "ray.io/job-submission-mode": "K8sJobMode",
+    }
+    assert cluster["metadata"]["annotations"] == {"note": "x"}
+    assert cluster["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert cluster["spec"] == raw["spec"]["rayClusterSpec"]
+
+
+def test_rayjob_cluster_for_sidecar_mode_carries_the_submitter() -> None:
+    job = rayjob(submissionMode="SidecarMode")
+    cluster = build_rayjob_cluster(rayjob=job, raw=raw_of(job), name="job-b9q4r", job_id="job-m2x7z", sidecar=True)
+    assert cluster["metadata"]["annotations"] == {"ray.io/disable-provisioned-head-restart": "true"}
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    assert head["restartPolicy"] == "Never"
+    assert [c["name"] for c in head["containers"]][-1] == "ray-job-submitter"
+    assert env_map(head["containers"][-1])["RAY_JOB_SUBMISSION_ID"] == "job-m2x7z"
