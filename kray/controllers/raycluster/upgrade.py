@@ -35,6 +35,8 @@ def recreate_hash(spec: Mapping[str, Any]) -> str:
         strategy = group.get("scaleStrategy")
         if isinstance(strategy, dict):
             strategy.pop("workersToDelete", None)
+            if not strategy:  # Go marshals the empty struct either way: absent and {} are one spec
+                group.pop("scaleStrategy")
         _trim_template(group)
     text = json.dumps(trimmed, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha1(text.encode(), usedforsecurity=False).digest()

@@ -138,3 +138,43 @@ def test_status_differs_ignores_resources_and_update_time() -> None:
     assert not status_differs(base, {**base, "desiredCPU": "2", "lastUpdateTime": LATER})
     assert status_differs(base, {**base, "state": "suspended"})
     assert status_differs(base, {**base, "conditions": [condition("HeadPodReady")]})
+
+
+def test_head_pod_ready_mirrors_the_pods_ready_condition() -> None:
+    reason = ("False", "ContainersNotReady", "containers with unready status: [ray-head]")
+    head = pod("h", head=True, phase="Running", ready=False, ready_condition=reason)
+    status = compute_status(cluster=cluster(groups=[]), pods=[head], head_service=None, reconcile_error=None, now=NOW)
+    ready = next(c for c in status["conditions"] if c["type"] == "HeadPodReady")
+    assert (ready["status"], ready["reason"], ready["message"]) == reason
+    silent = pod("h", head=True, phase="Pending", ready=False, ready_condition=None)
+    status = compute_status(cluster=cluster(groups=[]), pods=[silent], head_service=None, reconcile_error=None, now=NOW)
+    assert conditions(status)["HeadPodReady"] == ("False", "Unknown")
+
+
+def test_condition_messages_are_kuberays() -> None:
+    fresh = compute_status(cluster=cluster(), pods=[], head_service=None, reconcile_error=None, now=NOW)
+    messages = {c["type"]: c["message"] for c in fresh["conditions"]}
+    assert messages["HeadPodReady"] == "Head Pod not found"
+    assert messages["RayClusterProvisioned"] == "RayCluster Pods are being provisioned for first time"
+    assert [c["type"] for c in fresh["conditions"]] == [
+        "HeadPodReady",
+        "RayClusterProvisioned",
+        "RayClusterSuspended",
+        "RayClusterSuspending",
+    ], "KubeRay's order of first appearance"
+    ready = compute_status(
+        cluster=cluster(),
+        pods=[pod("h", head=True), pod("a"), pod("b")],
+        head_service=None,
+        reconcile_error=None,
+        now=NOW,
+    )
+    provisioned = next(c for c in ready["conditions"] if c["type"] == "RayClusterProvisioned")
+    assert provisioned["message"] == "All Ray Pods are ready for the first time"
+
+
+def test_an_error_that_is_not_a_pod_operation_sets_no_replica_failure_and_blocks_ready() -> None:
+    pods = [pod("h", head=True), pod("a"), pod("b")]
+    status = compute_status(cluster=cluster(), pods=pods, head_service=None, reconcile_error=("", "no SA"), now=NOW)
+    assert "ReplicaFailure" not in conditions(status)
+    assert "state" not in status
