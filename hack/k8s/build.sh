@@ -7,6 +7,7 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes)
 #   etcd                                                      (a 5-line wrapper around etcdmain)
 #   kwok                                                      (sigs.k8s.io/kwok/cmd/kwok) + its stage files
+#   kuberay-operator                                          (github.com/ray-project/kuberay/ray-operator)
 # Background and pitfalls: /work/shared/reference/k8s-testenv.md.
 #
 # Why Kubernetes v1.37.2 (the newest served minor): it builds with Go 1.26.8 (go.mod says `go 1.26.0`),
@@ -18,8 +19,12 @@
 # etcd: `go install go.etcd.io/etcd/server/v3@...` fails for the same reason (replace directives), hence
 # the wrapper. kwok: no replace directives, so plain `go install`; the bare binary has no built-in stages,
 # so we copy kustomize/stage from the module into the cache next to the binaries.
+# kuberay: KubeRay's own Go operator, a test peer for kray (not part of the control plane). Its module has no
+# replace directives, so plain `go install`; the binary `go install` names `ray-operator` is installed as
+# `kuberay-operator` (the name KubeRay's images and charts use). It has no --version flag (its version is a
+# constant), so the smoke check is that --help lists every flag kray/dev/kuberay.py passes.
 #
-# Usage: hack/k8s/build.sh [etcd|kube|kwok]...   (default: all)
+# Usage: hack/k8s/build.sh [etcd|kube|kwok|kuberay]...   (default: all)
 #        hack/k8s/build.sh --print-bin-dir
 #        hack/k8s/build.sh --check      (exit 0 iff everything is cached; never builds)
 # Output: ${XDG_CACHE_HOME:-~/.cache}/kray/k8s/<KUBERNETES_VERSION>/bin/ (+ ../kwok-stages/); override the
@@ -161,17 +166,38 @@ build_kwok() {
     log "kwok $KWOK_VERSION: built in $((SECONDS - t0))s"
 }
 
+build_kuberay() {
+    local want="github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
+    if is_cached kuberay-operator "$want"; then log "kuberay $KUBERAY_VERSION: cached"; return; fi
+    local t0=$SECONDS gobin=$SRC/kuberay-gobin
+    log "kuberay $KUBERAY_VERSION: building ray-operator (cold: minutes on 2 cores) ..."
+    rm -rf "$gobin" && mkdir -p "$gobin" && cd "$SRC"
+    GOBIN="$gobin" go install -trimpath -ldflags "-s -w" "$want"
+    mv -f "$gobin/ray-operator" "$BIN/kuberay-operator"
+    rm -rf "$gobin"
+    local usage f
+    usage=$("$BIN/kuberay-operator" --help 2>&1 || true)
+    for f in kubeconfig watch-namespace enable-leader-election metrics-addr health-probe-bind-address \
+        feature-gates reconcile-concurrency log-stdout-encoder; do
+        grep -qE -- "^ +-$f( |$)" <<<"$usage" || { printf 'build.sh: kuberay-operator --help lacks -%s:\n%s\n' "$f" "$usage" >&2; exit 1; }
+    done
+    stamp kuberay-operator "$want"
+    log "kuberay $KUBERAY_VERSION: built in $((SECONDS - t0))s"
+}
+
 check() {
     local k="k8s.io/kubernetes@$KUBERNETES_VERSION"
     is_cached etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && is_cached kube-apiserver "$k" &&
         is_cached kube-controller-manager "$k" && is_cached kube-scheduler "$k" &&
-        is_cached kwok "sigs.k8s.io/kwok@$KWOK_VERSION" && [[ -d "$ROOT/kwok-stages" ]]
+        is_cached kwok "sigs.k8s.io/kwok@$KWOK_VERSION" && [[ -d "$ROOT/kwok-stages" ]] &&
+        is_cached kuberay-operator "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
 }
 
 main() {
-    if [[ "${1:-}" == "--check" ]]; then check; return; fi
+    # In an `if`, a "no" from check is an answer, not a failure for the ERR trap (which would print FAILED).
+    if [[ "${1:-}" == "--check" ]]; then if check; then exit 0; fi; exit 1; fi
     local what=("$@")
-    ((${#what[@]})) || what=(etcd kube kwok)
+    ((${#what[@]})) || what=(etcd kube kwok kuberay)
     mkdir -p "$BIN" "$STAMPS"
     # One build at a time per version (parallel pytest sessions, CI + developer).
     exec 9>"$ROOT/.lock"
@@ -185,7 +211,8 @@ main() {
             etcd) build_etcd ;;
             kube) build_kube ;;
             kwok) build_kwok ;;
-            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok)" >&2; exit 2 ;;
+            kuberay) build_kuberay ;;
+            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok, kuberay)" >&2; exit 2 ;;
         esac
     done
     log "all requested binaries ready in $BIN ($((SECONDS - t0))s)"

@@ -1,10 +1,12 @@
-"""``kray dev``: developer commands; ``kray dev k8s up|down|env|build`` runs the real test control plane.
+"""``kray dev``: developer commands; ``kray dev k8s up|down|env|build|kuberay`` runs the real test control
+plane (and KubeRay's own Go operator beside it).
 
 Why: the same etcd + kube-apiserver + controller-manager (+ scheduler, kwok) that the pytest fixtures use
 must be easy to point any kubeconfig-driven program at (kubectl, the KubeRay operator for comparison runs,
 benchmarks). ``up`` builds the binaries on first use, starts the plane detached and prints
 ``export KUBECONFIG=...``; ``eval "$(kray dev k8s env)"`` picks it up later; ``down`` stops every process
-and removes the work dir. ``up --foreground`` instead runs until Ctrl-C.
+and removes the work dir. ``up --foreground`` instead runs until Ctrl-C. ``kuberay`` runs KubeRay's
+operator (built by ``build``) against the detached plane until Ctrl-C, for side-by-side comparisons.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Annotated
 
 import typer
 
@@ -32,7 +35,8 @@ def _exports(env: dict[str, str]) -> str:
 
 @k8s_app.command()
 def build() -> None:
-    """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok."""
+    """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and
+    KubeRay's operator (kuberay-operator)."""
     try:
         bins = ensure_binaries(echo=sys.stderr)
     except BuildError as exc:
@@ -93,3 +97,55 @@ def env() -> None:
         typer.echo("kray dev k8s: no control plane running; start one with `kray dev k8s up`", err=True)
         raise typer.Exit(1)
     typer.echo(_exports(state.env()))
+
+
+@k8s_app.command()
+def kuberay(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Namespace to watch (repeatable); none: every namespace."),
+    ] = None,
+    gate: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=true|false (repeatable); replaces the default gates (v1.7's on-by-default ones)."),
+    ] = None,
+) -> None:
+    """Run KubeRay's Go operator against the detached plane (`kray dev k8s up`) until Ctrl-C / SIGTERM."""
+    from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
+    from kray.dev.procs import StartupError
+
+    state = detached.load()
+    if state is None or not state.running():
+        typer.echo("kray dev k8s: no control plane running; start one with `kray dev k8s up`", err=True)
+        raise typer.Exit(1)
+    gates = dict(DEFAULT_GATES)
+    if gate:
+        gates = {}
+        for item in gate:
+            name, sep, value = item.partition("=")
+            if not sep or value.lower() not in {"true", "false"}:
+                raise typer.BadParameter(f"{item!r}: want NAME=true or NAME=false", param_hint="--gate")
+            gates[name] = value.lower() == "true"
+    options = KubeRayOptions(namespaces=tuple(namespace or ()), gates=gates)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        bins = ensure_binaries(echo=sys.stderr)
+        op = KubeRayOperator(
+            kubeconfig=state.kubeconfig, binaries=bins, log_dir=state.workdir / "logs", options=options
+        )
+        with op:
+            typer.echo(
+                f"# KubeRay's operator up in {op.startup_seconds:.1f}s (pid {op.pid}); log {op.log}; Ctrl-C stops",
+                err=True,
+            )
+            while not stop.wait(1.0):
+                op.assert_running()
+    except (BuildError, StartupError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc

@@ -1,10 +1,14 @@
-"""Locate the control-plane binaries, building them with ``hack/k8s/build.sh`` on first use.
+"""Locate the control-plane binaries (and KubeRay's operator), building them with ``hack/k8s/build.sh``
+on first use.
 
 Why: a fresh machine has no kube-apiserver; the README's one test command must still work, so the first
 user builds (10-25 min cold on 2 cores) and everyone after hits the version-keyed cache in seconds. The
 build script is the single source of truth for versions and the cache layout; we only run it (it returns
 in well under a second when everything is cached) and stream its progress to a terminal and a log file.
 Failures raise :class:`BuildError` with the script's exact output and the log path; nothing is skipped.
+
+KubeRay's Go operator (``kuberay-operator``) is a *peer*, not part of the control plane: it is built and
+cached the same way, but a prebuilt ``KRAY_K8S_BIN_DIR`` need not have it until someone asks for it.
 
 Overrides: ``KRAY_K8S_BIN_DIR`` (use prebuilt binaries there, never build), ``KRAY_K8S_BUILD_SCRIPT``,
 ``KRAY_K8S_CACHE`` (cache root, also honoured by the script), ``KRAY_K8S_BUILD_TIMEOUT`` (seconds).
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import TextIO
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+KUBERAY_OPERATOR = "kuberay-operator"  # ray-operator's `go install` binary, renamed by build.sh
+PEERS = (KUBERAY_OPERATOR,)
 DEFAULT_BUILD_TIMEOUT = 3600.0
 _QUIET = ("go: downloading ", "go: added ", "go: upgraded ", "go: finding ")  # log file only, not terminal
 
@@ -34,7 +40,7 @@ class BuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class Binaries:
-    """Where the five binaries (and kwok's stage files) live."""
+    """Where the five control-plane binaries (and kwok's stage files, and the peers) live."""
 
     bin_dir: Path
 
@@ -49,6 +55,15 @@ class Binaries:
 
     def missing(self) -> list[str]:
         return [n for n in BINARIES if not os.access(self.path(n), os.X_OK)]
+
+    def peer(self, name: str) -> Path:
+        """A peer operator binary; raises :class:`BuildError` (with the command that builds it) if absent."""
+        if name not in PEERS:
+            raise KeyError(f"unknown peer binary {name!r}; known: {', '.join(PEERS)}")
+        path = self.bin_dir / name
+        if not os.access(path, os.X_OK):
+            raise BuildError(f"{path} is missing; build it with `hack/k8s/build.sh kuberay` (or `kray dev k8s build`)")
+        return path
 
 
 def repo_root() -> Path:

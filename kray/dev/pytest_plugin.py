@@ -1,5 +1,6 @@
 """pytest fixtures for a real Kubernetes control plane: ``k8s_control_plane``, ``ray_crds``,
-``k8s_namespace``, ``kwok_nodes`` (plus ``k8s_client``, a lightkube client).
+``k8s_namespace``, ``kwok_nodes`` (plus ``k8s_client``, a lightkube client), and ``kuberay_operator``,
+KubeRay's own Go operator as a peer to compare kray against.
 
 Why a plugin: kray's Kubernetes behaviour is tested against a real kube-apiserver, started once per
 session (~5-10 s) and shared; each test gets a fresh namespace. On a fresh machine the binaries must be
@@ -23,7 +24,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ import pytest
 from kray.dev import kwok
 from kray.dev.binaries import Binaries, BuildError, build_log_path, build_script, ensure_binaries
 from kray.dev.controlplane import ControlPlane, Options
+from kray.dev.kuberay import DEFAULT_GATES, DEFAULT_RECONCILE_CONCURRENCY, KubeRayOperator, KubeRayOptions
 from kray.dev.procs import wait_until
 
 if TYPE_CHECKING:
@@ -64,8 +66,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
     with ctx:
         sys.stderr.write(
-            "\nkray: building the test control plane from the Go module proxy (first use: 10-25 min on "
-            f"2 cores; later runs use the cache). Log: {build_log_path()}\n"
+            "\nkray: building the test control plane and KubeRay's operator from the Go module proxy (first "
+            f"use: 15-30 min on 2 cores; later runs use the cache). Log: {build_log_path()}\n"
         )
         t0 = time.monotonic()
         try:
@@ -211,3 +213,57 @@ def kwok_nodes(k8s_control_plane: ControlPlane, k8s_client: Client) -> Iterator[
     for name in created:
         with contextlib.suppress(ApiError):
             k8s_client.delete(Node, name)
+
+
+KubeRayFactory = Callable[..., KubeRayOperator]
+
+
+@pytest.fixture
+def kuberay_operator(
+    k8s_control_plane: ControlPlane, k8s_binaries: Binaries, tmp_path: Path
+) -> Iterator[KubeRayFactory]:
+    """Factory: ``kuberay_operator(namespaces=[...], gates=None, env=None, reconcile_concurrency=1,
+    extra_args=())`` starts KubeRay's Go operator (``hack/k8s/build.sh kuberay``) on the session plane and
+    returns a started :class:`~kray.dev.kuberay.KubeRayOperator` (``.log``, ``.healthz_url``,
+    ``.metrics_url``, ``.stop()``). ``namespaces`` is required: an empty list means every namespace, which
+    on the shared plane reaches other tests' objects. ``gates=None`` is :data:`DEFAULT_GATES` (v1.7's
+    on-by-default gates); a mapping replaces it (``{}``: v1.5.0's own defaults). Each operator logs under
+    the test's ``tmp_path`` (kept by pytest after the run) and is stopped at teardown."""
+    started: list[KubeRayOperator] = []
+
+    def start(
+        *,
+        namespaces: Sequence[str],
+        gates: Mapping[str, bool] | None = None,
+        env: Mapping[str, str] | None = None,
+        reconcile_concurrency: int = DEFAULT_RECONCILE_CONCURRENCY,
+        extra_args: Sequence[str] = (),
+    ) -> KubeRayOperator:
+        if isinstance(namespaces, str):
+            raise TypeError("namespaces must be a list of names, not a string")
+        options = KubeRayOptions(
+            namespaces=tuple(namespaces),
+            gates=dict(DEFAULT_GATES if gates is None else gates),
+            env=dict(env or {}),
+            reconcile_concurrency=reconcile_concurrency,
+            extra_args=tuple(extra_args),
+        )
+        op = KubeRayOperator(
+            kubeconfig=k8s_control_plane.kubeconfig,
+            binaries=k8s_binaries,
+            options=options,
+            log_dir=tmp_path / "kuberay",
+            name=f"kuberay-operator-{len(started)}",
+        )
+        started.append(op)
+        return op.start()
+
+    yield start
+    errors: list[str] = []
+    for op in reversed(started):
+        try:
+            op.stop()
+        except Exception as exc:  # stop the others regardless
+            errors.append(f"{op.name}: {exc!r}")
+    if errors:
+        raise RuntimeError("stopping KubeRay's operator: " + "; ".join(errors))
