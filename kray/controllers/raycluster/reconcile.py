@@ -23,7 +23,7 @@ from kray.api.v1.enums import ManagedBy
 from kray.api.v1.raycluster import RayCluster
 from kray.controllers import events
 from kray.controllers.common import labels as keys
-from kray.controllers.common.names import RANDOM_SUFFIX_ALPHABET, replica_group_name
+from kray.controllers.common.names import RANDOM_SUFFIX_ALPHABET, head_service_name, replica_group_name
 from kray.controllers.common.options import PodBuildOptions
 from kray.controllers.common.pod import build_head_pod, build_worker_pod
 from kray.controllers.common.redis_cleanup import build_redis_cleanup_job
@@ -45,7 +45,7 @@ from kray.controllers.raycluster.status import compute_status, status_differs
 from kray.controllers.raycluster.upgrade import recreate_hash
 from kray.runtime.controller import Result
 from kray.runtime.informer import ObjectKey
-from kray.store import JOB, POD, RAYCLUSTER, Obj, Store
+from kray.store import JOB, POD, RAYCLUSTER, SERVICE, Obj, Store
 from kray.store.errors import AlreadyExists, Conflict, NotFound, StoreError
 
 log = structlog.get_logger(__name__)
@@ -131,7 +131,7 @@ class RayClusterReconciler:
         except (ChildError, StoreError) as error:
             log.warning("raycluster.child_failed", cluster=name, error=str(error))
             failure = ("", str(error))  # not a pod operation: no ReplicaFailure reason (KubeRay's)
-            made = Children(auth_secret=None, head_service=None)
+            made = Children(auth_secret=None, head_service=await self._existing_head_service(cluster))
         if failure is None:
             pods = await self._pods(namespace, name)
             spec_hash = recreate_hash(raw.get("spec") or {})
@@ -172,6 +172,14 @@ class RayClusterReconciler:
                 return Result.after(0)
         busy = changed or acted or failure is not None
         return Result.after(REQUEUE_CHANGED if busy else self.requeue_idle)
+
+    async def _existing_head_service(self, cluster: RayCluster) -> Obj | None:
+        override = ((cluster.spec.head_group_spec.head_service or {}).get("metadata") or {}).get("name")
+        name = head_service_name(cluster.metadata.name or "", override=override)
+        try:
+            return await self.store.get(SERVICE, name, namespace=cluster.metadata.namespace or "default")
+        except StoreError:
+            return None
 
     async def _pods(self, namespace: str, name: str) -> list[Obj]:
         listed = await self.store.list(POD, namespace=namespace, label_selector=f"{CLUSTER_LABEL}={name}")
@@ -222,11 +230,9 @@ class RayClusterReconciler:
                         await self.store.delete(POD, pod["metadata"]["name"], namespace=namespace)
                     except NotFound:
                         continue
+            why = "due to suspension" if action.reason == "suspending" else f"({action.reason})"
             await self._event(
-                raw,
-                "Normal",
-                "DeletedPod",
-                f"Deleted Pods for RayCluster {namespace}/{cluster.metadata.name}: {action.reason}",
+                raw, "Normal", "DeletedPod", f"Deleted Pods for RayCluster {namespace}/{cluster.metadata.name} {why}"
             )
         elif isinstance(action, RefreshHeadVersion):
             patch = {
