@@ -265,7 +265,9 @@ class RayJobReconciler:
                 raw = await self._write_status(raw, result.status)
             except (Conflict, NotFound):
                 return Result.after(0)
-        if self.observer is not None:
+        # Once deleting, ``observer.deleted`` was the last word: a later reconcile (a foreground deletion
+        # keeps the RayJob until its cluster is gone) must not record it as still running.
+        if self.observer is not None and not job.metadata.deletion_timestamp:
             await self.observer.observe(job=raw, status=result.status, dashboard=dashboard)
         return Result() if result.requeue_after is None else Result.after(result.requeue_after)
 
