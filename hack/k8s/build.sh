@@ -8,6 +8,7 @@
 #   etcd                                                      (a 5-line wrapper around etcdmain)
 #   kwok                                                      (sigs.k8s.io/kwok/cmd/kwok) + its stage files
 #   kuberay-operator                                          (github.com/ray-project/kuberay/ray-operator)
+#   helm                                                      (helm.sh/helm/v3/cmd/helm)
 # Background and pitfalls: /work/shared/reference/k8s-testenv.md.
 #
 # Why Kubernetes v1.37.2 (the newest served minor): it builds with Go 1.26.8 (go.mod says `go 1.26.0`),
@@ -23,8 +24,11 @@
 # replace directives, so plain `go install`; the binary `go install` names `ray-operator` is installed as
 # `kuberay-operator` (the name KubeRay's images and charts use). It has no --version flag (its version is a
 # constant), so the smoke check is that --help lists every flag kray/dev/kuberay.py passes.
+# helm: renders and lints charts/kray-operator in the tests (a tool, not part of the control plane). No replace
+# directives, so plain `go install`; its version is stamped with -X as helm's Makefile does, else
+# `helm version` says only "v3.22" (the smoke check wants the full pinned version).
 #
-# Usage: hack/k8s/build.sh [etcd|kube|kwok|kuberay]...   (default: all)
+# Usage: hack/k8s/build.sh [etcd|kube|kwok|kuberay|helm]...   (default: all)
 #        hack/k8s/build.sh --print-bin-dir
 #        hack/k8s/build.sh --check      (exit 0 iff everything is cached; never builds)
 # Output: ${XDG_CACHE_HOME:-~/.cache}/kray/k8s/<KUBERNETES_VERSION>/bin/ (+ ../kwok-stages/); override the
@@ -185,19 +189,38 @@ build_kuberay() {
     log "kuberay $KUBERAY_VERSION: built in $((SECONDS - t0))s"
 }
 
+build_helm() {
+    local want="helm.sh/helm/v3@$HELM_VERSION"
+    if is_cached helm "$want"; then log "helm $HELM_VERSION: cached"; return; fi
+    local t0=$SECONDS gobin=$SRC/helm-gobin
+    log "helm $HELM_VERSION: building ..."
+    rm -rf "$gobin" && mkdir -p "$gobin" && cd "$SRC"
+    GOBIN="$gobin" go install -trimpath \
+        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+        "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    mv -f "$gobin/helm" "$BIN/helm"
+    rm -rf "$gobin"
+    local got
+    got=$("$BIN/helm" version --template '{{.Version}}')
+    [[ "$got" == "$HELM_VERSION" ]] || { echo "build.sh: helm version says '$got', want $HELM_VERSION" >&2; exit 1; }
+    stamp helm "$want"
+    log "helm $HELM_VERSION: built in $((SECONDS - t0))s"
+}
+
 check() {
     local k="k8s.io/kubernetes@$KUBERNETES_VERSION"
     is_cached etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && is_cached kube-apiserver "$k" &&
         is_cached kube-controller-manager "$k" && is_cached kube-scheduler "$k" &&
         is_cached kwok "sigs.k8s.io/kwok@$KWOK_VERSION" && [[ -d "$ROOT/kwok-stages" ]] &&
-        is_cached kuberay-operator "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION"
+        is_cached kuberay-operator "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" &&
+        is_cached helm "helm.sh/helm/v3@$HELM_VERSION"
 }
 
 main() {
     # In an `if`, a "no" from check is an answer, not a failure for the ERR trap (which would print FAILED).
     if [[ "${1:-}" == "--check" ]]; then if check; then exit 0; fi; exit 1; fi
     local what=("$@")
-    ((${#what[@]})) || what=(etcd kube kwok kuberay)
+    ((${#what[@]})) || what=(etcd kube kwok kuberay helm)
     mkdir -p "$BIN" "$STAMPS"
     # One build at a time per version (parallel pytest sessions, CI + developer).
     exec 9>"$ROOT/.lock"
@@ -212,7 +235,8 @@ main() {
             kube) build_kube ;;
             kwok) build_kwok ;;
             kuberay) build_kuberay ;;
-            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok, kuberay)" >&2; exit 2 ;;
+            helm) build_helm ;;
+            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok, kuberay, helm)" >&2; exit 2 ;;
         esac
     done
     log "all requested binaries ready in $BIN ($((SECONDS - t0))s)"

@@ -31,7 +31,7 @@ EXIT_INVALID = 2
 
 
 def _add_subcommands() -> None:
-    from kray.cli import dev, jobs, local, submit
+    from kray.cli import dev, install, jobs, local, submit
     from kray.cli.operator import operator
 
     del submit  # registers `kray job submit` on jobs.job_app
@@ -45,6 +45,7 @@ def _add_subcommands() -> None:
     app.command()(local.dashboard)
     app.add_typer(local.server_app, name="server")
     app.command()(operator)
+    app.command()(install.install)
     app.add_typer(dev.app, name="dev", help="Developer tools: a real Kubernetes control plane on loopback.")
 
 

@@ -30,6 +30,8 @@ from typing import TextIO
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 KUBERAY_OPERATOR = "kuberay-operator"  # ray-operator's `go install` binary, renamed by build.sh
 PEERS = (KUBERAY_OPERATOR,)
+HELM = "helm"  # renders charts/kray-operator in the tests; built by build.sh like the rest
+TOOLS = (HELM,)
 DEFAULT_BUILD_TIMEOUT = 3600.0
 _QUIET = ("go: downloading ", "go: added ", "go: upgraded ", "go: finding ")  # log file only, not terminal
 
@@ -63,6 +65,15 @@ class Binaries:
         path = self.bin_dir / name
         if not os.access(path, os.X_OK):
             raise BuildError(f"{path} is missing; build it with `hack/k8s/build.sh kuberay` (or `kray dev k8s build`)")
+        return path
+
+    def tool(self, name: str) -> Path:
+        """A test tool binary (helm); raises :class:`BuildError` (with the command that builds it) if absent."""
+        if name not in TOOLS:
+            raise KeyError(f"unknown tool binary {name!r}; known: {', '.join(TOOLS)}")
+        path = self.bin_dir / name
+        if not os.access(path, os.X_OK):
+            raise BuildError(f"{path} is missing; build it with `hack/k8s/build.sh {name}`")
         return path
 
 
