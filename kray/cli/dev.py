@@ -110,7 +110,11 @@ def kuberay(
         typer.Option(help="NAME=true|false (repeatable); replaces the default gates (v1.7's on-by-default ones)."),
     ] = None,
 ) -> None:
-    """Run KubeRay's Go operator against the detached plane (`kray dev k8s up`) until Ctrl-C / SIGTERM."""
+    """Run KubeRay's Go operator against the detached plane (`kray dev k8s up`) until Ctrl-C / SIGTERM.
+
+    The ray.io CRDs must be installed first (e.g. `kubectl apply --server-side -f config/crd`): KubeRay's
+    controllers wait for them, and this command fails after 60 s naming that wait.
+    """
     from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
     from kray.dev.procs import StartupError
 
@@ -132,14 +136,14 @@ def kuberay(
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     try:
         bins = ensure_binaries(echo=sys.stderr)
         op = KubeRayOperator(
             kubeconfig=state.kubeconfig, binaries=bins, log_dir=state.workdir / "logs", options=options
         )
-        with op:
+        with op:  # Ctrl-C while starting: KeyboardInterrupt, and start() stops the process
+            signal.signal(signal.SIGTERM, _on_signal)
+            signal.signal(signal.SIGINT, _on_signal)
             typer.echo(
                 f"# KubeRay's operator up in {op.startup_seconds:.1f}s (pid {op.pid}); log {op.log}; Ctrl-C stops",
                 err=True,

@@ -20,8 +20,8 @@ from lightkube import ApiError, Client
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace, Pod, Service, ServiceAccount
 
-from kray.dev.kuberay import DEFAULT_GATES
-from kray.dev.procs import wait_until
+from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
+from kray.dev.procs import StartupError, wait_until
 
 pytestmark = pytest.mark.k8s
 SAMPLE = Path("/work/shared/kuberay-samples/ray-cluster.sample.yaml")
@@ -135,3 +135,20 @@ def test_kuberay_operator_reconciles_sample_on_kray_crds(
     assert list(k8s_client.list(Pod, namespace=unwatched_namespace)) == []
     assert [s.metadata.name for s in k8s_client.list(Service, namespace=unwatched_namespace)] == []
     op.assert_running()
+
+
+def test_kuberay_operator_start_failure_quotes_its_log(k8s_binaries: Any, tmp_path: Path) -> None:
+    """An operator that exits during startup fails start() fast, with its own words, and leaves nothing."""
+    op = KubeRayOperator(
+        kubeconfig=tmp_path / "absent-kubeconfig",  # never read: the gate is rejected first
+        binaries=k8s_binaries,
+        log_dir=tmp_path,
+        options=KubeRayOptions(gates={"NoSuchGate": True}, start_timeout=30),
+    )
+    with pytest.raises(StartupError) as info:
+        op.start()
+    message = str(info.value)
+    assert "exited with 1" in message
+    assert "NoSuchGate" in message  # the operator's own log line, quoted
+    assert str(op.log) in message
+    assert not op.alive()
