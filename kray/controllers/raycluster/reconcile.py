@@ -77,9 +77,10 @@ class RayClusterReconciler:
         except NotFound:
             self.environment.release(namespace=namespace, name=name)
             return Result.done()
-        managed_by = (raw.get("spec") or {}).get("managedBy")
-        if managed_by not in (None, ManagedBy.KUBERAY_OPERATOR.value):
-            return Result.done()
+        spec = raw.get("spec")  # any JSON at all under a CRD with validation off
+        managed_by = spec.get("managedBy") if isinstance(spec, dict) else None
+        if isinstance(managed_by, str) and managed_by != ManagedBy.KUBERAY_OPERATOR.value:
+            return Result.done()  # another controller's; a managedBy of the wrong type is reported below
         try:
             cluster = parse_object(raw)
         except ManifestError as error:

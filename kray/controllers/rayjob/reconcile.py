@@ -121,8 +121,10 @@ class RayJobReconciler:
             raw = await self.store.get(RAYJOB, name, namespace=namespace)
         except NotFound:
             return Result.done()
-        if (raw.get("spec") or {}).get("managedBy") not in (None, ManagedBy.KUBERAY_OPERATOR.value):
-            return Result.done()
+        spec = raw.get("spec")  # any JSON at all under a CRD with validation off
+        managed_by = spec.get("managedBy") if isinstance(spec, dict) else None
+        if isinstance(managed_by, str) and managed_by != ManagedBy.KUBERAY_OPERATOR.value:
+            return Result.done()  # another controller's; a managedBy of the wrong type is reported below
         job = await self._validated(raw)
         if job is None:
             return Result.done()
@@ -134,7 +136,8 @@ class RayJobReconciler:
                 await seen.dashboard.aclose()
 
     async def _validated(self, raw: Obj) -> RayJob | None:
-        status = (raw.get("status") or {}).get("jobDeploymentStatus")
+        current = raw.get("status") if isinstance(raw.get("status"), dict) else {}
+        status = current.get("jobDeploymentStatus")
         try:
             job = parse_object(raw)
             assert isinstance(job, RayJob)
@@ -146,7 +149,7 @@ class RayJobReconciler:
         if status != JobDeploymentStatus.VALIDATION_FAILED.value and not raw["metadata"].get("deletionTimestamp"):
             message = "; ".join(problems)
             new = {
-                **(raw.get("status") or {}),
+                **current,
                 "jobDeploymentStatus": "ValidationFailed",
                 "reason": "ValidationFailed",
                 "message": message,
