@@ -47,9 +47,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,7 @@ import yaml
 from lightkube.config.client_adapter import AsyncClient as authenticated_client
 from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig
+from prometheus_client.parser import text_string_to_metric_families
 
 from kray._kube.store import KubeStore
 from kray.dev import kwok
@@ -196,7 +198,27 @@ class TreeSampler:
 class Running:
     pid: int
     log: Path
+    metrics_url: str
     stop: Callable[[], None]
+
+
+def controller_stats(url: str) -> dict[str, float]:
+    """The RayCluster controller's own account (controller-runtime's metric names, which both export):
+    reconciles, mean reconcile time and mean wait in the work queue."""
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10) as response:
+        text = response.read().decode()
+    sums: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "raycluster" in (sample.labels.get("controller"), sample.labels.get("name")):
+                sums[sample.name] += sample.value
+    reconciles = sums["controller_runtime_reconcile_total"]
+    waits = sums["workqueue_queue_duration_seconds_count"]
+    return {
+        "reconciles": reconciles,
+        "reconcile_mean_ms": 1000 * sums["controller_runtime_reconcile_time_seconds_sum"] / max(reconciles, 1),
+        "queue_wait_mean_ms": 1000 * sums["workqueue_queue_duration_seconds_sum"] / max(waits, 1),
+    }
 
 
 def _http_status(url: str) -> int:
@@ -209,13 +231,29 @@ def _http_status(url: str) -> int:
         return 0
 
 
-def start_kray(*, kubeconfig: Path, namespace: str, concurrency: int, log_dir: Path) -> Running:
-    """``kray operator`` as a user runs it; started once ``/readyz`` says every informer synced."""
-    health = free_port()
+# The CLI's entry point under cProfile with the CPU clock (a wall clock would charge the time other
+# processes run to whatever kray was doing then, e.g. socket sends); the stats are written however it
+# exits (SIGTERM: SystemExit 0).
+PROFILED = """
+import cProfile, time
+from kray.cli.main import main
+profiler = cProfile.Profile(time.process_time)
+try:
+    profiler.runcall(main)
+finally:
+    profiler.dump_stats({out!r})
+"""
+
+
+def start_kray(*, kubeconfig: Path, namespace: str, concurrency: int, log_dir: Path, profile: Path | None) -> Running:
+    """``kray operator`` as a user runs it; started once ``/readyz`` says every informer synced. With
+    ``profile``, under cProfile (stats written there when it exits on SIGTERM)."""
+    health, metrics = free_port(), free_port()
+    entry = ("-m", "kray.cli.main") if profile is None else ("-c", PROFILED.format(out=str(profile)))
     argv = (
-        sys.executable, "-m", "kray.cli.main", "operator", "--kubeconfig", str(kubeconfig),
+        sys.executable, *entry, "operator", "--kubeconfig", str(kubeconfig),
         "--watch-namespace", namespace, "--reconcile-concurrency", str(concurrency),
-        "--enable-leader-election=false", "--metrics-addr", f"127.0.0.1:{free_port()}",
+        "--enable-leader-election=false", "--metrics-addr", f"127.0.0.1:{metrics}",
         "--health-probe-bind-address", f"127.0.0.1:{health}",
     )  # fmt: skip
     log_file = log_dir / f"kray-operator-{namespace}.log"
@@ -228,7 +266,7 @@ def start_kray(*, kubeconfig: Path, namespace: str, concurrency: int, log_dir: P
             proc.stop()
             raise RuntimeError(f"kray operator not ready in 60 s (last /readyz: {status}):\n{log_tail(log_file)}")
         time.sleep(0.2)
-    return Running(proc.pid, log_file, proc.stop)
+    return Running(proc.pid, log_file, f"http://127.0.0.1:{metrics}/metrics", proc.stop)
 
 
 def start_kuberay(*, kubeconfig: Path, namespace: str, concurrency: int, log_dir: Path, bins: Binaries) -> Running:
@@ -236,31 +274,47 @@ def start_kuberay(*, kubeconfig: Path, namespace: str, concurrency: int, log_dir
     op = KubeRayOperator(
         kubeconfig=kubeconfig, binaries=bins, log_dir=log_dir, options=options, name=f"kuberay-operator-{namespace}"
     ).start()
-    return Running(op.pid, op.log, op.stop)
+    assert op.metrics_url is not None
+    return Running(op.pid, op.log, op.metrics_url, op.stop)
 
 
 # ---- the audit log -----------------------------------------------------------------------------------
-def count_requests(path: Path, *, start: int, operator: str) -> tuple[Counter[str], Counter[str], Counter[str]]:
-    """(by verb, by verb+resource, by userAgent) of the audit events after byte ``start``; the first two
-    only for the operator's own client."""
-    verbs: Counter[str] = Counter()
-    detail: Counter[str] = Counter()
-    agents: Counter[str] = Counter()
-    with path.open("rb") as f:
-        f.seek(start)
-        for line in f:
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                agent = str(event.get("userAgent", ""))
-                agents[agent] += 1
-                if is_operator_agent(operator, agent):
-                    ref = event.get("objectRef") or {}
-                    resource = ref.get("resource", event.get("requestURI", "?"))
-                    if ref.get("subresource"):
-                        resource += "/" + ref["subresource"]
-                    verbs[event["verb"]] += 1
-                    detail[f"{event['verb']} {resource}"] += 1
-    return verbs, detail, agents
+@dataclass
+class Requests:
+    """The audit events after a byte offset: the operator's own by verb and by verb+resource, the
+    apiserver time they took (watches excluded: they last as long as the client keeps them), and every
+    userAgent's count (to show what else talked to the apiserver meanwhile)."""
+
+    by_verb: Counter[str] = field(default_factory=Counter)
+    by_target: Counter[str] = field(default_factory=Counter)
+    agents: Counter[str] = field(default_factory=Counter)
+    server_seconds: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path, *, start: int, operator: str) -> Requests:
+        found = cls()
+        with path.open("rb") as f:
+            f.seek(start)
+            for line in f:
+                with contextlib.suppress(ValueError, KeyError):
+                    found.add(json.loads(line), operator=operator)
+        return found
+
+    def add(self, event: dict[str, Any], *, operator: str) -> None:
+        agent = str(event.get("userAgent", ""))
+        self.agents[agent] += 1
+        if not is_operator_agent(operator, agent):
+            return
+        ref = event.get("objectRef") or {}
+        resource = ref.get("resource", event.get("requestURI", "?"))
+        if ref.get("subresource"):
+            resource += "/" + ref["subresource"]
+        verb = event["verb"]
+        self.by_verb[verb] += 1
+        self.by_target[f"{verb} {resource}"] += 1
+        if verb != "watch":
+            began = datetime.fromisoformat(event["requestReceivedTimestamp"])
+            self.server_seconds += (datetime.fromisoformat(event["stageTimestamp"]) - began).total_seconds()
 
 
 # ---- one run -----------------------------------------------------------------------------------------
@@ -369,7 +423,10 @@ async def run_operator(
         log(f"{OPERATORS[operator]}: starting the operator on namespace {namespace}")
         kwargs = {"kubeconfig": plane.kubeconfig, "namespace": namespace, "concurrency": args.concurrency,
                   "log_dir": args.log_dir}  # fmt: skip
-        running = start_kray(**kwargs) if operator == "kray" else start_kuberay(**kwargs, bins=bins)
+        if operator == "kray":
+            running = start_kray(**kwargs, profile=args.profile_kray)
+        else:
+            running = start_kuberay(**kwargs, bins=bins)
         sampler: TreeSampler | None = None
         try:
             sampler = TreeSampler(running.pid)
@@ -398,14 +455,15 @@ async def run_operator(
             targets = [names[i * n // m] for i in range(m)]
             await scale(client=client, namespace=namespace, tracker=tracker, targets=targets, args=args)
             cpu = sampler.finish()
+            stats = controller_stats(running.metrics_url)
         finally:
             if sampler is not None:
                 sampler.finish()
             running.stop()
         await asyncio.sleep(1.0)  # the audit events of its closed watches
-        verbs, detail, agents = count_requests(audit, start=audit_start, operator=operator)
-        if not verbs:
-            raise RuntimeError(f"no audit events from {operator}'s client; user agents seen: {agents.most_common(8)}")
+        requests = Requests.read(audit, start=audit_start, operator=operator)
+        if not requests.by_verb:
+            raise RuntimeError(f"no audit events from {operator}'s client; seen: {requests.agents.most_common(8)}")
         lat = sorted(tracker.latencies.values())
         return {
             "namespace": namespace,
@@ -416,13 +474,16 @@ async def run_operator(
             "scale_p50_ms": 1000 * percentile(lat, 50),
             "scale_p99_ms": 1000 * percentile(lat, 99),
             "scale_samples": len(lat),
+            "scale_latencies_ms": {name: round(1000 * value, 1) for name, value in sorted(tracker.latencies.items())},
             "peak_rss_mib": sampler.peak_rss / 2**20,
             "rss_samples": sampler.samples,
             "cpu_s": cpu,
-            "api_requests": sum(verbs.values()),
-            "api_by_verb": dict(verbs),
-            "api_top": dict(detail.most_common(12)),
-            "user_agents": dict(agents.most_common(8)),
+            **stats,
+            "api_requests": sum(requests.by_verb.values()),
+            "api_server_s": requests.server_seconds,
+            "api_by_verb": dict(requests.by_verb),
+            "api_top": dict(requests.by_target.most_common(12)),
+            "user_agents": dict(requests.agents.most_common(8)),
         }
     finally:
         for task in tasks:
@@ -512,6 +573,10 @@ ROWS = (
     ("scale 3->4 latency p99 (ms)", "scale_p99_ms", "{:.0f}"),
     ("peak RSS (MiB)", "peak_rss_mib", "{:.0f}"),
     ("CPU (s)", "cpu_s", "{:.1f}"),
+    ("RayCluster reconciles", "reconciles", "{:.0f}"),
+    ("mean reconcile time (ms)", "reconcile_mean_ms", "{:.1f}"),
+    ("mean work-queue wait (ms)", "queue_wait_mean_ms", "{:.1f}"),
+    ("apiserver time of its requests (s)", "api_server_s", "{:.1f}"),
     ("API requests", "api_requests", "{:.0f}"),
 )
 
@@ -527,13 +592,13 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         r = results[op]
         return float(r["api_by_verb"].get(key[4:], 0)) if key.startswith("api:") else float(r[key])
 
-    lines = [f"{'metric':<30} | {'kray':>10} | {'KubeRay':>10} | kray/KubeRay"]
+    lines = [f"{'metric':<36} | {'kray':>10} | {'KubeRay':>10} | kray/KubeRay"]
     lines.append("-" * len(lines[0]))
     for label, key, fmt in rows:
         a, b = value("kray", key), value("kuberay", key)
         ratio = f"{a / b:.2f}" if a is not None and b else "-"
         cells = [fmt.format(x) if x is not None else "-" for x in (a, b)]
-        lines.append(f"{label:<30} | {cells[0]:>10} | {cells[1]:>10} | {ratio}")
+        lines.append(f"{label:<36} | {cells[0]:>10} | {cells[1]:>10} | {ratio}")
     return "\n".join(lines)
 
 
@@ -562,6 +627,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-cleanup", dest="cleanup", action="store_false", help="keep each run's namespace")
     p.add_argument("--log-dir", type=Path, help="operator logs (default: a new temp dir, kept)")
     p.add_argument("--json", type=Path, help="write every measurement here")
+    p.add_argument("--profile-kray", type=Path, help="run kray's operator under cProfile, stats to this file")
     args = p.parse_args(argv)
     args.timeout = args.timeout or 120 + 0.6 * args.n
     args.log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="kray-operator-bench-"))

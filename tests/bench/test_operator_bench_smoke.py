@@ -24,6 +24,10 @@ METRICS = (
     "scale 3->4 latency p99 (ms)",
     "peak RSS (MiB)",
     "CPU (s)",
+    "RayCluster reconciles",
+    "mean reconcile time (ms)",
+    "mean work-queue wait (ms)",
+    "apiserver time of its requests (s)",
     "API requests",
     "API requests: create",
     "API requests: list",
@@ -57,6 +61,7 @@ def test_operator_bench_runs_for_kray_and_reports_every_metric(tmp_path: Path) -
     assert 0 < result["scale_p50_ms"] <= result["scale_p99_ms"] < 30_000
     assert result["peak_rss_mib"] > 20, "RSS sampled from the wrong process?"
     assert result["cpu_s"] > 0
+    assert result["reconciles"] >= 3, "the operator's own /metrics count at least one reconcile per cluster"
     # 3 heads + 9 workers + 2 scale-ups, all created by kray's own client (seen in the audit log).
     assert result["api_top"].get("create pods") == 14, result["api_top"]
     assert result["api_by_verb"]["watch"] >= 5, "one watch per informer (5 kinds) at least"
