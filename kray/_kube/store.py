@@ -29,7 +29,6 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx2
-from lightkube.config.client_adapter import AsyncClient as _authenticated_client
 from lightkube.config.client_adapter import ConnectionParams
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
@@ -52,6 +51,8 @@ class KubeSettings:
     """Seconds for connect, write and read of an ordinary request."""
     watch_timeout: int = 290
     """``timeoutSeconds`` of each watch request; the adapter reconnects transparently after it."""
+    keepalive_connections: int = 64
+    """Idle connections kept for requests (watches hold their own; the pool itself is unbounded)."""
     page_size: int = 500
     """Items per list request (``limit``); pages are followed with ``continue``."""
     max_retries: int = 10
@@ -103,8 +104,14 @@ class KubeStore:
     @classmethod
     def from_config(cls, config: SingleConfig, *, settings: KubeSettings | None = None) -> KubeStore:
         settings = settings or KubeSettings()
+        # Every watch holds one HTTP/1.1 connection for its whole life, so the pool has no upper
+        # bound: an operator watching many namespaces (5 kinds each) exhausted httpx's default 100
+        # and every request then failed with PoolTimeout. HTTP/2 is no way out here: httpcore
+        # queues streams beyond the server's max-concurrent-streams (250) behind the watches,
+        # so plain requests would wait for ever.
         params = ConnectionParams(timeout=httpx2.Timeout(settings.request_timeout))
-        return cls(client=_authenticated_client(config, params), settings=settings)
+        limits = httpx2.Limits(max_connections=None, max_keepalive_connections=settings.keepalive_connections)
+        return cls(client=httpx2.AsyncClient(**params.httpx_params(config), limits=limits), settings=settings)
 
     @classmethod
     def from_kubeconfig(

@@ -27,13 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GENERATED = re.compile(r"(?<=-)[bcdfghjklmnpqrstvwxz2456789]{5}(?![a-z0-9])")
-TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?")
+UID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+NODE_PORTS = range(30000, 32768)
+"""The apiserver's default NodePort range: numbers it allocates, not ones an operator chose."""
 IPV4 = re.compile(r"(?<![\d.])(\d{1,3}\.){3}\d{1,3}(?![\d.])")
 API_ACCESS = re.compile(r"^kube-api-access-[a-z0-9]{5}$")
 NAMESPACE_TOKEN = "<ns>"
 
 _DROP_META = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "selfLink", "generation")
 _JOB_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid", "job-name", "batch.kubernetes.io/job-name")
+_JOB_POD_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")  # set on a Job's pods by the Job controller
 _NAME_KEYS = ("name", "type", "containerPort", "mountPath", "key")
 
 
@@ -72,6 +76,7 @@ def _scrub_string(text: str, namespace: str) -> str:
     if namespace:
         text = re.sub(rf"(?<![a-z0-9-]){re.escape(namespace)}(?![a-z0-9-])", NAMESPACE_TOKEN, text)
     text = TIMESTAMP.sub("<time>", text)
+    text = UID.sub("<uid>", text)
     text = IPV4.sub("<ip>", text)
     return GENERATED.sub("<rand>", text)
 
@@ -100,10 +105,15 @@ def _strip_apiserver(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         meta.pop("annotations", None)
     if kind == "Pod":
         obj.pop("status", None)
+        for key in _JOB_POD_LABELS:
+            (meta.get("labels") or {}).pop(key, None)
         _strip_pod_spec(obj.get("spec") or {})
     elif kind == "Service":
         obj.pop("status", None)
         spec = obj.get("spec") or {}
+        for port in spec.get("ports") or ():
+            if port.get("nodePort") in NODE_PORTS:
+                port["nodePort"] = "<nodePort>"
         if spec.get("clusterIP") != "None":
             spec.pop("clusterIP", None)
             spec.pop("clusterIPs", None)
@@ -148,6 +158,11 @@ def normalise_status(status: Mapping[str, Any] | None, *, namespace: str) -> dic
     """A CR's status as compared: conditions by type with status and reason only; times and IPs hidden."""
     out = dict(_scrub(json.loads(json.dumps(status or {})), namespace))
     out.pop("observedGeneration", None)
+    endpoints = out.get("endpoints")
+    if isinstance(endpoints, dict):  # a NodePort head Service reports the ports the apiserver allocated
+        out["endpoints"] = {
+            k: "<nodePort>" if str(v).isdigit() and int(v) in NODE_PORTS else v for k, v in endpoints.items()
+        }
     conditions = out.pop("conditions", None)
     if conditions:
         out["conditions"] = {c.get("type"): {"status": c.get("status"), "reason": c.get("reason")} for c in conditions}
@@ -249,9 +264,18 @@ def _event_differences(case: str, kuberay: Snapshot, kray: Snapshot) -> list[Dif
 
 # ---- the documented deliberate differences ----------------------------------------------------------
 def glob(pattern: str, text: str) -> bool:
-    """``*`` matches any run of characters; everything else (brackets included) is literal."""
-    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    """``*`` matches any run of characters, ``{a,b}`` either word; everything else (brackets too) is literal."""
+    regex = "".join(
+        "(?:" + "|".join(_literal(word) for word in part[1:-1].split(",")) + ")"
+        if part.startswith("{")
+        else _literal(part)
+        for part in re.split(r"(\{[^{}]*\})", pattern)
+    )
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+def _literal(part: str) -> str:
+    return ".*".join(re.escape(piece) for piece in part.split("*"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +290,9 @@ class Deliberate:
     case: str = "*"
     kuberay: str | None = None
     kray: str | None = None
+    rewrite: tuple[tuple[str, str], ...] = ()
+    """Substitutions that turn KubeRay's value into kray's: with them, the values must then be equal
+    (so an entry for one changed prefix cannot hide another change in the same string)."""
 
     def matches(self, difference: Difference) -> bool:
         checks = ((self.kind, difference.kind), (self.name, difference.name), (self.path, difference.path),
@@ -275,6 +302,11 @@ class Deliberate:
         for pattern, value in ((self.kuberay, difference.kuberay), (self.kray, difference.kray)):
             if pattern is not None and not glob(pattern, _short(value)):
                 return False
+        if self.rewrite:
+            text = json.dumps(difference.kuberay, sort_keys=True)
+            for old, new in self.rewrite:
+                text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+            return text == json.dumps(difference.kray, sort_keys=True)
         return True
 
 
@@ -310,5 +342,9 @@ def load_deliberate(entries: Iterable[Mapping[str, Any]]) -> list[Deliberate]:
         unknown = set(entry) - known
         if unknown or "id" not in entry or "why" not in entry:
             raise ValueError(f"deliberate difference #{i}: needs id and why; unknown keys {sorted(unknown)}")
-        out.append(Deliberate(**{k: str(v) for k, v in entry.items()}))
+        fields = {k: str(v) for k, v in entry.items() if k != "rewrite"}
+        rewrite = entry.get("rewrite") or []
+        if not all(isinstance(pair, list | tuple) and len(pair) == 2 for pair in rewrite):
+            raise ValueError(f"deliberate difference {entry['id']}: rewrite must be a list of [from, to] pairs")
+        out.append(Deliberate(**fields, rewrite=tuple((str(a), str(b)) for a, b in rewrite)))
     return out

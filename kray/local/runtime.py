@@ -58,7 +58,16 @@ class LocalControlPlane:
 
         cluster_controller = Controller(
             "raycluster",
-            RayClusterReconciler(store=store, environment=environment, gates=self.gates, requeue_idle=30.0),
+            RayClusterReconciler(
+                store=store,
+                environment=environment,
+                gates=self.gates,
+                requeue_idle=30.0,
+                # No Job runs locally (a Redis cleanup Job would wait out its 300 s timeout), and
+                # Ingresses and the autoscaler's RBAC mean nothing on one machine.
+                redis_cleanup=False,
+                kubernetes_only_objects=False,
+            ),
         )
         cluster_controller.watches(clusters)
         cluster_controller.owns(pods, owner_kind="RayCluster")

@@ -92,13 +92,17 @@ class Api:
             self._kinds[key] = found
         return self._kinds[key]
 
-    def apply(self, kind: Kind, namespace: str, document: Mapping[str, Any]) -> str | None:
-        """Server-side apply ``document`` into ``namespace``; returns an error text instead of raising."""
+    def apply(self, kind: Kind, namespace: str, document: Mapping[str, Any]) -> tuple[str | None, str | None]:
+        """Server-side apply ``document`` into ``namespace``: (the object's name, an error text)."""
         body = json.loads(json.dumps(document))
         body.setdefault("metadata", {})["namespace"] = namespace
         name = body["metadata"].get("name")
-        if not name:
-            return "no metadata.name"
+        if not name:  # generateName: a plain create
+            created = self.client.post(kind.path(namespace), content=json.dumps(body).encode(),
+                                       headers={"Content-Type": "application/json"})  # fmt: skip
+            if created.status_code >= 300:
+                return None, f"{created.status_code}: {created.text[:300]}"
+            return str(created.json()["metadata"]["name"]), None
         response = self.client.patch(
             kind.path(namespace, name),
             params={"fieldManager": "differential", "force": "true"},
@@ -106,8 +110,8 @@ class Api:
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
         if response.status_code >= 300:
-            return f"{response.status_code}: {response.json().get('message', response.text)[:300]}"
-        return None
+            return None, f"{response.status_code}: {response.json().get('message', response.text)[:300]}"
+        return str(name), None
 
     def list(self, kind: Kind, namespace: str) -> list[dict[str, Any]]:
         response = self.client.get(kind.path(namespace))
@@ -160,9 +164,10 @@ def apply_case(api: Api, case: Case, role: str) -> list[str]:
             if role == "kuberay":
                 case.skipped.append(f"{label}: {'not served' if kind is None else 'cluster-scoped'}")
             continue
-        error = api.apply(kind, namespace, document)
+        name, error = api.apply(kind, namespace, document)
         if error is None:
-            case.applied.add((kind.kind, str(document["metadata"]["name"])))
+            if name:
+                case.applied.add((kind.kind, str(name)))
         else:
             errors.append(f"{label}: {error}")
     return errors

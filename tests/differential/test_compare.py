@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kray.dev.compare import Deliberate, Difference, Snapshot, compare, diff_values, judge, normalise
+from kray.dev.compare import Deliberate, Difference, Snapshot, compare, diff_values, glob, judge, normalise
 
 NS_A, NS_B = "diff-a-x1", "diff-b-x1"
 
@@ -96,3 +96,22 @@ json_values = st.recursive(
 def test_diff_is_empty_exactly_when_equal(left: Any, right: Any) -> None:
     assert (diff_values(left, right) == []) == (left == right)
     assert diff_values(left, copy.deepcopy(left)) == []
+
+
+def test_a_rewrite_entry_explains_one_change_and_nothing_else() -> None:
+    entry = Deliberate(id="ulimit", why="v1.7", rewrite=(("ulimit -n 65536;", "ulimit -n ${X:-65536};"),))
+    same_rest = Difference(
+        "s", "Pod", "p", "args[0]", "ulimit -n 65536; ray start --a", "ulimit -n ${X:-65536}; ray start --a"
+    )
+    other_rest = Difference(
+        "s", "Pod", "p", "args[0]", "ulimit -n 65536; ray start --a", "ulimit -n ${X:-65536}; ray start --b"
+    )
+    assert entry.matches(same_rest)
+    assert not entry.matches(other_rest)
+
+
+def test_glob_patterns() -> None:
+    assert glob("spec.containers[name=*].args[0]", "spec.containers[name=ray-head].args[0]")
+    assert not glob("spec.containers[*]", "spec.containers.x")
+    assert glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.mtls.yaml")
+    assert not glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.tls.yaml")

@@ -13,6 +13,9 @@ normalisation hides nothing real.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -29,7 +32,8 @@ from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
 from tests.differential.harness import Api, Case, apply_case, load_case, new_namespace, snapshot, wait_quiet
 from tests.operator.support import start_kray_operator
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow]
+# The module fixture (two operators, ~60 samples, until quiet) counts against the first test's timeout.
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "kuberay-samples"
@@ -41,6 +45,10 @@ SELF_CHECK = (
     "ray-cluster.complete.yaml",
 )
 COMPARED_KINDS = {"RayCluster", "RayJob"}
+QUIET_FOR = 35.0
+"""Seconds without a change before comparing: longer than KubeRay's 30 s submitter grace period, the
+longest timer both operators start from a sample here (a shorter quiet window caught one operator
+before its timer fired and the other after)."""
 """RayService and RayCronJob samples join once kray's controllers for them exist (issues 10 and later)."""
 
 
@@ -122,12 +130,18 @@ def run(
                 errors = apply_case(api, case, role)
                 if errors:
                     result.apply_errors.setdefault(case.name, []).extend(f"{role}: {e}" for e in errors)
-        result.quiet, result.waited = wait_quiet(api, namespaces, quiet_for=10.0, timeout=300.0)
+        result.quiet, result.waited = wait_quiet(api, namespaces, quiet_for=QUIET_FOR, timeout=300.0)
         for case in cases.values():
             shots = {role: snapshot(api, case, role) for role in case.namespaces}
             result.differences[case.name] = compare(case.name, shots["kuberay"], shots["kray"])
             if "kuberay-again" in shots:
                 result.self_differences[case.name] = compare(case.name, shots["kuberay"], shots["kuberay-again"])
+        dump = os.environ.get("KRAY_DIFFERENTIAL_DUMP")
+        if dump:  # every difference as JSON lines, for working through them
+            with open(dump, "w") as out:
+                for found in (*result.differences.values(), *result.self_differences.values()):
+                    for d in found:
+                        out.write(json.dumps(dataclasses.asdict(d), default=str) + "\n")
         yield result
     finally:
         if kray is not None:
