@@ -230,7 +230,7 @@ class Local:
         def ready() -> Obj | None:
             cluster = self.get(RAYCLUSTER, name)
             st = status(cluster)
-            ok = st.get("state") == "ready" and st.get("readyWorkerReplicas") == workers
+            ok = st.get("state") == "ready" and st.get("readyWorkerReplicas", 0) == workers
             ok = ok and len(self.live_pods(name)) == workers + 1
             return cluster if ok else None
 

@@ -228,7 +228,7 @@ def test_crash_looping_worker_shows_crash_loop_back_off(local: Local) -> None:
         assert "back-off" in container["state"]["waiting"]["message"]
         cluster = local.get(RAYCLUSTER, "lm-crash")
         assert status(cluster).get("state") != "ready"
-        assert status(cluster)["readyWorkerReplicas"] == 0
+        assert "readyWorkerReplicas" not in status(cluster), "0 is omitted, as KubeRay writes it"
         described = local.kray("describe", "cluster", "lm-crash")
         assert described.returncode == 0, described.stderr
         crash_line = next(line for line in described.stdout.splitlines() if pod["metadata"]["name"] in line)

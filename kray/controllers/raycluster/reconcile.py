@@ -248,7 +248,16 @@ class RayClusterReconciler:
 
     async def _create_pod(self, raw: Obj, cluster: RayCluster, pod: Obj, *, head: bool, secret: str | None) -> None:
         pod = self.environment.customize_pod(cluster=cluster, pod=pod, head=head, auth_secret=secret)
-        created = await self.store.create(POD, pod)
+        try:
+            created = await self.store.create(POD, pod)
+        except StoreError as error:  # e.g. refused by admission; the caller reports ReplicaFailure
+            namespace = cluster.metadata.namespace or "default"
+            if head:  # KubeRay names the pod as sent: empty when the name is generated
+                message = f"Failed to create head Pod {namespace}/{pod['metadata'].get('name', '')}, {error}"
+            else:
+                message = f"Failed to create worker Pod for the cluster {namespace}/{cluster.metadata.name}, {error}"
+            await self._event(raw, "Warning", "FailedToCreateHeadPod" if head else "FailedToCreateWorkerPod", message)
+            raise
         meta = created["metadata"]
         role = "head" if head else "worker"
         await self._event(

@@ -98,16 +98,33 @@ def compute_status(
         cluster=cluster, head=head, pods=pods, reconcile_error=reconcile_error, previous=previous_conditions, now=now
     )
     status["observedGeneration"] = cluster.metadata.generation or 0
-    return {k: v for k, v in status.items() if v not in (None, {}, [])} | {
-        k: status[k]
-        for k in (
-            "readyWorkerReplicas",
-            "availableWorkerReplicas",
-            "desiredWorkerReplicas",
-            "minWorkerReplicas",
-            "maxWorkerReplicas",
-        )
-    }
+    return kuberay_json(status)
+
+
+_ALWAYS_WRITTEN: Status = {
+    "desiredCPU": "0",
+    "desiredMemory": "0",
+    "desiredGPU": "0",
+    "desiredTPU": "0",
+    "head": {},
+}
+"""What KubeRay's ``RayClusterStatus`` serialises even when empty: the four Quantity fields (``"0"``)
+and ``head`` (a struct, which Go's ``omitempty`` never omits)."""
+
+
+def kuberay_json(status: Mapping[str, Any]) -> Status:
+    """``status`` as KubeRay writes it: every field of ``RayClusterStatus`` but the always-written ones
+    is ``omitempty``, so a 0, "", null, {} or [] is left out (the five worker counters and
+    ``observedGeneration`` included). Also the form of a RayJob's empty ``status.rayClusterStatus``."""
+    out: Status = {}
+    for key, value in status.items():
+        if key in _ALWAYS_WRITTEN:
+            out[key] = value if value not in (None, "") else _ALWAYS_WRITTEN[key]
+        elif value not in (None, "", 0, {}, []):
+            out[key] = value
+    for key, default in _ALWAYS_WRITTEN.items():
+        out.setdefault(key, default)
+    return out
 
 
 def all_pods_running(pods: Sequence[PodView]) -> bool:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kray.controllers.raycluster.status import compute_status, desired_resources, endpoints, status_differs
+from kray.controllers.raycluster.status import (
+    compute_status,
+    desired_resources,
+    endpoints,
+    kuberay_json,
+    status_differs,
+)
 from tests.controllers.raycluster.helpers import cluster, condition, pod
 
 NOW = "2026-11-25T12:00:00Z"
@@ -25,7 +31,7 @@ def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str]]:
 def test_a_fresh_cluster_is_provisioning_without_a_head() -> None:
     status = compute_status(cluster=cluster(), pods=[], head_service=None, reconcile_error=None, now=NOW)
     assert status["desiredWorkerReplicas"] == 2
-    assert status["readyWorkerReplicas"] == 0
+    assert "readyWorkerReplicas" not in status, "0 is omitted, as Go's omitempty does"
     assert "state" not in status
     assert conditions(status)["HeadPodReady"] == ("False", "HeadPodNotFound")
     assert conditions(status)["RayClusterProvisioned"] == ("False", "RayClusterPodsProvisioning")
@@ -178,3 +184,61 @@ def test_an_error_that_is_not_a_pod_operation_sets_no_replica_failure_and_blocks
     status = compute_status(cluster=cluster(), pods=pods, head_service=None, reconcile_error=("", "no SA"), now=NOW)
     assert "ReplicaFailure" not in conditions(status)
     assert "state" not in status
+
+
+def test_zero_counters_and_empty_fields_are_omitted_as_kuberay_serialises_them() -> None:
+    """Every int32/string/map/slice field of KubeRay's RayClusterStatus is ``omitempty``; the four
+    desired* Quantities and ``head`` (a struct) are always written."""
+    suspended = cluster(groups=[{"replicas": 0, "minReplicas": 0, "maxReplicas": 0}])
+    status = compute_status(cluster=suspended, pods=[], head_service=None, reconcile_error=None, now=NOW)
+    for counter in (
+        "readyWorkerReplicas",
+        "availableWorkerReplicas",
+        "desiredWorkerReplicas",
+        "minWorkerReplicas",
+        "maxWorkerReplicas",
+    ):
+        assert counter not in status, counter
+    assert "endpoints" not in status
+    assert "state" not in status
+    assert status["head"] == {}
+    assert status["desiredGPU"] == status["desiredTPU"] == "0"
+    assert status["desiredCPU"] == "1"
+
+
+def test_a_counter_that_drops_to_zero_leaves_the_status() -> None:
+    ready = compute_status(
+        cluster=cluster(),
+        pods=[pod("h", head=True), pod("w1"), pod("w2")],
+        head_service=None,
+        reconcile_error=None,
+        now=NOW,
+    )
+    assert ready["readyWorkerReplicas"] == ready["availableWorkerReplicas"] == 2
+    workers_pending = [
+        pod("h", head=True),
+        pod("w1", phase="Pending", ready=False),
+        pod("w2", phase="Pending", ready=False),
+    ]
+    later = compute_status(
+        cluster=cluster(status=ready), pods=workers_pending, head_service=None, reconcile_error=None, now=LATER
+    )
+    assert "readyWorkerReplicas" not in later
+    assert "availableWorkerReplicas" not in later
+    assert later["desiredWorkerReplicas"] == 2
+    assert "minWorkerReplicas" not in later
+    assert later["maxWorkerReplicas"] == 5
+
+
+def test_kuberay_json_of_an_empty_status_is_gos_zero_struct() -> None:
+    assert kuberay_json({}) == {
+        "desiredCPU": "0",
+        "desiredMemory": "0",
+        "desiredGPU": "0",
+        "desiredTPU": "0",
+        "head": {},
+    }
+    assert kuberay_json({"state": "", "reason": "", "observedGeneration": 0, "head": {"podName": "h"}}) == {
+        **kuberay_json({}),
+        "head": {"podName": "h"},
+    }
