@@ -266,12 +266,15 @@ def _event_differences(case: str, kuberay: Snapshot, kray: Snapshot) -> list[Dif
 def glob(pattern: str, text: str) -> bool:
     """``*`` matches any run of characters, ``{a,b}`` either word; everything else (brackets too) is literal."""
     regex = "".join(
-        "(?:" + "|".join(_literal(word) for word in part[1:-1].split(",")) + ")"
-        if part.startswith("{")
+        "(?:" + "|".join(_literal(w) for w in part[1:-1].split(",")) + ")"
+        if _ALTERNATIVES.fullmatch(part)
         else _literal(part)
-        for part in re.split(r"(\{[^{}]*\})", pattern)
+        for part in _ALTERNATIVES.split(pattern)
     )
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
+
+
+_ALTERNATIVES = re.compile(r"(\{[\w.\-]+(?:,[\w.\-]+)+\})")
 
 
 def _literal(part: str) -> str:

@@ -115,3 +115,4 @@ def test_glob_patterns() -> None:
     assert not glob("spec.containers[*]", "spec.containers.x")
     assert glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.mtls.yaml")
     assert not glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.tls.yaml")
+    assert glob('{"port": 1, "x": *}', '{"port": 1, "x": 2}'), "JSON braces are literal"
