@@ -54,6 +54,7 @@ from kray.controllers.rayjob.plan import (
     StopJob,
     SubmitJob,
     SuspendWorkers,
+    kuberay_json,
     plan,
 )
 from kray.runtime.controller import Result
@@ -136,7 +137,7 @@ class RayJobReconciler:
                 await seen.dashboard.aclose()
 
     async def _validated(self, raw: Obj) -> RayJob | None:
-        current = raw.get("status") if isinstance(raw.get("status"), dict) else {}
+        current: dict[str, Any] = raw["status"] if isinstance(raw.get("status"), dict) else {}
         status = current.get("jobDeploymentStatus")
         try:
             job = parse_object(raw)
@@ -154,7 +155,7 @@ class RayJobReconciler:
                 "reason": "ValidationFailed",
                 "message": message,
             }
-            await self._write_status(raw, new)
+            await self._write_status(raw, kuberay_json(new))
             await events.record(
                 store=self.store,
                 involved=raw,
@@ -322,7 +323,7 @@ class RayJobReconciler:
             except NotFound:
                 pass
         elif isinstance(action, SuspendWorkers):
-            await self._suspend_workers(namespace, action.name)
+            await self._suspend_workers(raw, namespace, action.name)
         elif isinstance(action, SubmitJob) and dashboard is not None:
             body = build_submit_request(rayjob=job, job_id=action.submission_id)
             with contextlib.suppress(JobAlreadyExists):
@@ -359,13 +360,33 @@ class RayJobReconciler:
         with contextlib.suppress(AlreadyExists):
             await self.store.create(RAYCLUSTER, cluster)
 
-    async def _suspend_workers(self, namespace: str, name: str) -> None:
+    async def _suspend_workers(self, raw: Obj, namespace: str, name: str) -> None:
         try:
             cluster = await self.store.get(RAYCLUSTER, name, namespace=namespace)
         except NotFound:
             return
         groups = [{**g, "suspend": True} for g in (cluster.get("spec") or {}).get("workerGroupSpecs") or []]
-        await self.store.replace(RAYCLUSTER, {**cluster, "spec": {**cluster["spec"], "workerGroupSpecs": groups}})
+        try:
+            await self.store.replace(RAYCLUSTER, {**cluster, "spec": {**cluster["spec"], "workerGroupSpecs": groups}})
+        except StoreError as error:
+            await self._event(
+                raw,
+                "Warning",
+                "FailedToUpdateRayCluster",
+                f"Failed to suspend worker groups in cluster {namespace}/{name}: {error}",
+            )
+            raise
+        await self._event(
+            raw,
+            "Normal",
+            "UpdatedRayCluster",
+            f"Set the `suspend` field to true for all worker groups in cluster {namespace}/{name}",
+        )
+
+    async def _event(self, raw: Obj, type_: str, reason: str, message: str) -> None:
+        await events.record(
+            store=self.store, involved=raw, type_=type_, reason=reason, message=message, component=COMPONENT
+        )
 
     async def _remove_finalizer(self, raw: Obj) -> None:
         meta = raw["metadata"]

@@ -31,6 +31,7 @@ from kray.controllers.rayjob.plan.model import (
     parse_time,
     rfc3339,
 )
+from kray.controllers.rayjob.plan.wire import kuberay_json
 
 __all__ = [
     "CLUSTER_SELECTOR_KEY",
@@ -55,6 +56,7 @@ __all__ = [
     "SubmitJob",
     "SubmitterState",
     "SuspendWorkers",
+    "kuberay_json",
     "parse_time",
     "plan",
     "rfc3339",

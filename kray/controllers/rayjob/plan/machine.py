@@ -12,6 +12,7 @@ K8sJobMode submitter script checks the same way before ``ray job submit``).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from kray.api.v1.enums import JobDeploymentStatus, JobFailedReason, JobStatus, JobSubmissionMode
@@ -42,10 +43,11 @@ from kray.controllers.rayjob.plan.outcome import (
     with_report,
 )
 from kray.controllers.rayjob.plan.running import running
+from kray.controllers.rayjob.plan.wire import kuberay_json
 
 
 def plan(observed: Observed) -> JobPlan:
-    """The next status and actions for this RayJob."""
+    """The next status (in KubeRay's serialised form, :mod:`.wire`) and actions for this RayJob."""
     job = observed.job
     status = job.status.to_dict() if job.status else {}
     if job.metadata.deletion_timestamp:
@@ -54,7 +56,8 @@ def plan(observed: Observed) -> JobPlan:
     handler = _HANDLERS.get(deployment)
     if handler is None:  # ValidationFailed and unknown values are terminal
         return JobPlan(status=status, requeue_after=None)
-    return handler(observed, status)
+    planned = handler(observed, status)
+    return dataclasses.replace(planned, status=kuberay_json(planned.status))
 
 
 def _plan_deletion(observed: Observed, status: dict[str, Any]) -> JobPlan:
@@ -109,8 +112,6 @@ def _initializing(observed: Observed, status: dict[str, Any]) -> JobPlan:
     if failure is not None:
         return fail(observed, status, reason=JobFailedReason.RAY_CLUSTER_STARTUP_FAILED, message=failure)
     new = dict(status)
-    if observed.cluster_status is not None:
-        new["rayClusterStatus"] = observed.cluster_status
     if not observed.cluster_exists:
         if spec.cluster_selector:  # wait for the user's cluster to appear
             message = (
@@ -118,11 +119,16 @@ def _initializing(observed: Observed, status: dict[str, Any]) -> JobPlan:
                 "It must be created manually"
             )
             return JobPlan(status=new, events=(("Warning", "RayClusterNotFound", message),))
+        new["rayClusterStatus"] = {}  # the cluster created now has no status yet
         return JobPlan(
             status=new,
             actions=(CreateCluster(cluster_name),),
             events=(("Normal", "CreatedRayCluster", f"Created RayCluster {namespace}/{cluster_name}"),),
         )
+    if not observed.cluster_ready and not status.get("dashboardURL"):
+        # KubeRay reflects a cluster that is not ready yet in the RayJob (each pass); a ready one is
+        # copied again only with the Ray job's status, in Running.
+        new["rayClusterStatus"] = observed.cluster_status or {}
     if not observed.cluster_ready or not observed.dashboard_url:
         return JobPlan(status=new)  # KubeRay needs the head Service's dashboard port before going on
     new["dashboardURL"] = observed.dashboard_url

@@ -58,8 +58,6 @@ def running(observed: Observed, status: dict[str, Any]) -> JobPlan:
     new = dict(status)
     if not observed.cluster_exists:
         return _cluster_gone(observed, new)
-    if observed.cluster_status is not None:
-        new["rayClusterStatus"] = observed.cluster_status
     actions = _job_service(observed, status)
     mode = observed.mode()
     finished_at: datetime | None = None
@@ -191,6 +189,8 @@ def _follow_ray_job(
     info = observed.ray_job
     if info is None:
         return JobPlan(status=status, actions=actions)
+    # KubeRay copies the cluster's status only together with the Ray job's (each time the dashboard answers).
+    status["rayClusterStatus"] = observed.cluster_status or {}
     status["jobStatus"] = info.status.value
     times = dict(status.get("rayJobInfo") or {})
     if info.start_time_ms:
