@@ -270,15 +270,29 @@ class KubeStore:
                 raise
 
     async def _stream(self, path: str, *, params: dict[str, str], timeout: httpx2.Timeout) -> AsyncIterator[Any]:
-        """The decoded lines of one watch request, until the server ends it."""
+        """The decoded lines of one watch request, until the server ends it.
+
+        Lines end at b"\\n" only: JSON escapes newlines inside strings, but not U+0085, which
+        ``aiter_lines`` (``str.splitlines``) also ends a line at -- one custom resource with it in a
+        string cut the stream mid-object, and the informer of its kind stopped for good.
+        """
         with map_errors():
             async with self._client.stream("GET", path, params=params, timeout=timeout) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     response.raise_for_status()
-                async for line in response.aiter_lines():
-                    if line.strip():
-                        yield json.loads(line)
+                pending = bytearray()
+                async for chunk in response.aiter_bytes():
+                    searched = len(pending)  # no newline before this offset
+                    pending += chunk
+                    while (end := pending.find(b"\n", searched)) >= 0:
+                        line = bytes(pending[:end])
+                        del pending[: end + 1]
+                        searched = 0
+                        if line.strip():
+                            yield json.loads(line)
+                if pending.strip():
+                    yield json.loads(bytes(pending))
 
     async def close(self) -> None:
         """Close the HTTP client; watches end at their next reconnect."""
