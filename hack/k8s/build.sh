@@ -4,7 +4,7 @@
 # Why this exists: kray's Kubernetes side must be proven against a real kube-apiserver, but the project's
 # machines have no Docker engine and cannot download release binaries (GitHub/GCS); they do reach the Go
 # module proxy with Go 1.26.8. So we compile, at the versions pinned in hack/k8s/versions.env:
-#   kube-apiserver, kube-controller-manager, kube-scheduler  (k8s.io/kubernetes)
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
 #   etcd                                                      (a 5-line wrapper around etcdmain)
 #   kwok                                                      (sigs.k8s.io/kwok/cmd/kwok) + its stage files
 #   kuberay-operator                                          (github.com/ray-project/kuberay/ray-operator)
@@ -109,7 +109,7 @@ GO
 }
 
 build_kube() {
-    local want="k8s.io/kubernetes@$KUBERNETES_VERSION" names=(kube-apiserver kube-controller-manager kube-scheduler)
+    local want="k8s.io/kubernetes@$KUBERNETES_VERSION" names=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
     local missing=() n
     for n in "${names[@]}"; do is_cached "$n" "$want" || missing+=("$n"); done
     if ((${#missing[@]} == 0)); then log "kubernetes $KUBERNETES_VERSION: cached"; return; fi
@@ -133,7 +133,8 @@ build_kube() {
     log "kubernetes $KUBERNETES_VERSION: $count staging modules replaced at $staging; go $goline; fetching modules ..."
     go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$KUBERNETES_VERSION" \
         "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBERNETES_VERSION" \
-        "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION"
+        "k8s.io/kubernetes/cmd/kube-scheduler@$KUBERNETES_VERSION" \
+        "k8s.io/kubernetes/cmd/kubectl@$KUBERNETES_VERSION"
     # Version stamping, else /version reports v0.0.0-master+$Format:%H$.
     local ld="-s -w" p date
     date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -145,7 +146,7 @@ build_kube() {
         local t1=$SECONDS
         log "kubernetes $KUBERNETES_VERSION: compiling $n (cold: many minutes on 2 cores) ..."
         go build -mod=mod -trimpath -ldflags "$ld" -o "$BIN/$n" "k8s.io/kubernetes/cmd/$n"
-        "$BIN/$n" --version
+        if [[ "$n" == kubectl ]]; then "$BIN/$n" version --client; else "$BIN/$n" --version; fi
         stamp "$n" "$want"
         log "kubernetes $KUBERNETES_VERSION: $n built in $((SECONDS - t1))s"
     done
@@ -210,7 +211,7 @@ build_helm() {
 check() {
     local k="k8s.io/kubernetes@$KUBERNETES_VERSION"
     is_cached etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && is_cached kube-apiserver "$k" &&
-        is_cached kube-controller-manager "$k" && is_cached kube-scheduler "$k" &&
+        is_cached kube-controller-manager "$k" && is_cached kube-scheduler "$k" && is_cached kubectl "$k" &&
         is_cached kwok "sigs.k8s.io/kwok@$KWOK_VERSION" && [[ -d "$ROOT/kwok-stages" ]] &&
         is_cached kuberay-operator "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" &&
         is_cached helm "helm.sh/helm/v3@$HELM_VERSION"

@@ -50,19 +50,59 @@ def up(
     scheduler: bool = typer.Option(True, help="Also run kube-scheduler."),
     kwok: bool = typer.Option(False, help="Also run the kwok controller (manages nodes labelled type=kwok)."),
     foreground: bool = typer.Option(False, help="Stay attached; stop everything on Ctrl-C / SIGTERM."),
+    kwok_nodes: int = typer.Option(0, help="Create this many kwok nodes (implies --kwok): pods on them turn Ready."),
+    crds: bool = typer.Option(False, help="Install kray's ray.io CRDs (server-side apply) and wait until established."),
 ) -> None:
-    """Start the control plane and print the environment to use it."""
+    """Start the control plane and print the environment to use it (KUBECONFIG, and kubectl on PATH)."""
+    kwok = kwok or kwok_nodes > 0
     try:
         if foreground:
             _foreground(scheduler=scheduler, kwok=kwok)
             return
         state, seconds = detached.up(scheduler=scheduler, kwok=kwok)
+        _prepare(state, nodes=kwok_nodes, crds=crds)
     except BuildError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     how = f"started in {seconds:.1f}s" if seconds else "already running"
     typer.echo(f"# kray dev k8s: {state.server} ({how}); stop with `kray dev k8s down`", err=True)
     typer.echo(_exports(state.env()))
+
+
+def _prepare(state: detached.State, *, nodes: int, crds: bool) -> None:
+    """CRDs and kwok nodes, applied with the plane's own kubectl (as a user would).
+
+    ``kubectl wait`` fails at once on an object that has no conditions yet (just created), so the
+    waits are retried for up to 30 s."""
+    import os
+    import subprocess
+    import time
+
+    import yaml
+
+    from kray.api.crd import render_all
+    from kray.dev import kwok
+
+    env = {**os.environ, **state.env()}
+
+    def kubectl(*args: str, stdin: str | None = None, attempts: int = 1) -> None:
+        for attempt in range(attempts):
+            done = subprocess.run(
+                ["kubectl", *args], input=stdin, env=env, capture_output=True, text=True, timeout=120, check=False
+            )
+            if done.returncode == 0:
+                return
+            time.sleep(1.0 if attempt + 1 < attempts else 0)
+        typer.echo(f"kray dev k8s: kubectl {' '.join(args)}: {done.stderr.strip()}", err=True)
+        raise typer.Exit(1)
+
+    if crds:
+        kubectl("apply", "--server-side", "--field-manager=kray", "-f", "-", stdin=render_all())
+        kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", attempts=30)
+    if nodes:
+        manifests = [kwok.node_manifest(f"kwok-node-{i}") for i in range(nodes)]
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(manifests))
+        kubectl("wait", "--for=condition=Ready", "node", "-l", "type=kwok", "--timeout=120s", attempts=30)
 
 
 def _foreground(*, scheduler: bool, kwok: bool) -> None:

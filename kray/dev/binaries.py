@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 KUBERAY_OPERATOR = "kuberay-operator"  # ray-operator's `go install` binary, renamed by build.sh
 PEERS = (KUBERAY_OPERATOR,)
 HELM = "helm"  # renders charts/kray-operator in the tests; built by build.sh like the rest

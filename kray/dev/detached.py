@@ -28,9 +28,14 @@ class State:
     kubeconfig: Path
     server: str
     pids: dict[str, int]
+    bin_dir: Path | None = None
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig)}
+        """KUBECONFIG, and PATH with the plane's binaries (kubectl among them) first."""
+        env = {"KUBECONFIG": str(self.kubeconfig)}
+        if self.bin_dir is not None:
+            env["PATH"] = f"{self.bin_dir}:{os.environ.get('PATH', '')}"
+        return env
 
     def running(self) -> dict[str, int]:
         """The recorded components that are still alive and still ours."""
@@ -52,6 +57,7 @@ def load() -> State | None:
         kubeconfig=Path(raw["kubeconfig"]),
         server=raw["server"],
         pids={str(k): int(v) for k, v in raw["pids"].items()},
+        bin_dir=Path(raw["bin_dir"]) if raw.get("bin_dir") else None,
     )
 
 
@@ -67,10 +73,10 @@ def up(*, scheduler: bool = True, kwok: bool = False) -> tuple[State, float]:
     try:
         if kwok:
             plane.start_kwok()
-        state = State(plane.workdir, plane.kubeconfig, plane.server, plane.pids())
+        state = State(plane.workdir, plane.kubeconfig, plane.server, plane.pids(), plane.binaries.bin_dir)
         path = state_file()
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"workdir": str(state.workdir), "kubeconfig": str(state.kubeconfig)}
+        payload = {"workdir": str(state.workdir), "kubeconfig": str(state.kubeconfig), "bin_dir": str(state.bin_dir)}
         path.write_text(json.dumps({**payload, "server": state.server, "pids": state.pids}, indent=2))
     except BaseException:
         plane.stop()
