@@ -78,7 +78,8 @@ def test_a_port_bound_on_loopback_only_is_skipped(tmp_path: Path) -> None:
 
 
 def test_exhaustion_raises_and_keeps_nothing(tmp_path: Path) -> None:
-    allocator = ports.PortAllocator(tmp_path, low=29000, high=29004)
+    low = free_window(5)
+    allocator = ports.PortAllocator(tmp_path, low=low, high=low + 4)
     first = allocator.allocate(3, owner="a")
     with pytest.raises(errors.PortsExhausted):
         allocator.allocate(3, owner="b")
@@ -86,7 +87,8 @@ def test_exhaustion_raises_and_keeps_nothing(tmp_path: Path) -> None:
 
 
 def test_release_frees_only_the_owners_ports(tmp_path: Path) -> None:
-    allocator = ports.PortAllocator(tmp_path, low=29100, high=29119)
+    low = free_window(20)
+    allocator = ports.PortAllocator(tmp_path, low=low, high=low + 19)
     a = allocator.allocate(4, owner="a")
     b = allocator.allocate(4, owner="b")
     assert not set(a) & set(b)
@@ -98,11 +100,12 @@ def test_release_frees_only_the_owners_ports(tmp_path: Path) -> None:
 
 
 def test_allocators_sharing_a_state_dir_agree(tmp_path: Path) -> None:
-    one = ports.PortAllocator(tmp_path, low=29200, high=29209, rng=random.Random(1))
+    low = free_window(10)  # a fixed range flaked while other processes on the machine held one of its ports
+    one = ports.PortAllocator(tmp_path, low=low, high=low + 9, rng=random.Random(1))
     block = one.allocate(5, owner="one")
     # Forget this process's in-memory set, as another process would not have it: the files must suffice.
     ports._in_process.difference_update(block)
-    two = ports.PortAllocator(tmp_path, low=29200, high=29209, rng=random.Random(1))
+    two = ports.PortAllocator(tmp_path, low=low, high=low + 9, rng=random.Random(1))
     assert not set(block) & set(two.allocate(5, owner="two"))
 
 
@@ -110,15 +113,19 @@ CONCURRENT = """
     import json, sys
     from pathlib import Path
     from kray.local.ports import PortAllocator
-    allocator = PortAllocator(Path(sys.argv[1]), low=29300, high=29459)
+    low = int(sys.argv[3])
+    allocator = PortAllocator(Path(sys.argv[1]), low=low, high=low + 159)
     print(json.dumps([allocator.allocate(5, owner=sys.argv[2]) for _ in range(10)]))
 """
 
 
 def test_concurrent_processes_never_hand_out_the_same_port(tmp_path: Path) -> None:
     code = textwrap.dedent(CONCURRENT)
+    low = free_window(160)  # 150 of 160 ports are handed out: all must be free of other processes
     workers = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), f"p{i}"], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path), f"p{i}", str(low)], stdout=subprocess.PIPE, text=True
+        )
         for i in range(3)
     ]
     handed_out: list[int] = []
@@ -128,7 +135,7 @@ def test_concurrent_processes_never_hand_out_the_same_port(tmp_path: Path) -> No
         handed_out += [port for block in json.loads(out) for port in block]
     assert len(handed_out) == 150
     assert len(set(handed_out)) == 150
-    reservations = ports.PortAllocator(tmp_path, low=29300, high=29459).reservations()
+    reservations = ports.PortAllocator(tmp_path, low=low, high=low + 159).reservations()
     assert sorted(reservations) == sorted(handed_out)
 
 
