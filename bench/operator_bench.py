@@ -11,13 +11,20 @@ containers). Then M clusters (spread over the N, one every ``--scale-interval`` 
 group's ``replicas`` patched 3 → 4 while all N are live. Measured per operator:
 
 * ``time to all ready``: first create → every RayCluster has ``status.state == ready`` (client watch);
-* ``scale latency p50/p99``: patch sent → the new worker pod's ADDED event on the client's pod watch
-  (monotonic clock on this side; creationTimestamp has only second granularity);
+* ``queue empty``: from then until the operator's RayCluster work queue is empty (its /metrics), the
+  tail of the creation wave (requeues after status changes);
+* ``scale latency p50/p99``, measured from then on: patch sent → the new worker pod's ADDED event on
+  the client's pod watch (monotonic clock on this side; creationTimestamp has only second granularity);
 * ``peak RSS`` (sum over the operator's process tree, sampled every 0.2 s) and ``CPU seconds``
   (user+system of the tree, read just before the operator is stopped);
 * ``API requests``: the apiserver's audit log (Metadata level, one event per finished request),
   counted by User-Agent over the operator's lifetime -- kray's client sends ``python-httpx2/…``,
-  KubeRay's client-go ``kuberay-operator/…``; this bench sends ``kray-operator-bench``.
+  KubeRay's client-go ``kuberay-operator/…``; this bench sends ``kray-operator-bench`` -- with the
+  apiserver's own time for them (per verb+resource in the JSON: a list whose cost grows with N shows);
+* the RayCluster controller's reconciles, mean reconcile time and mean work-queue wait, from each
+  operator's /metrics (controller-runtime's names, which both export).
+
+``--profile-kray FILE`` runs kray's operator under cProfile (CPU clock); read it with ``pstats``.
 
 Same settings for both: ``--reconcile-concurrency`` (KubeRay's default 1), leader election off,
 ``RAYCLUSTER_DEFAULT_REQUEUE_SECONDS_ENV`` at its default (300 s), KubeRay's v1.7 gates on
@@ -28,6 +35,7 @@ both runs alike and hide the operators' difference; ``--scheduler`` goes through
 
     .venv/bin/python bench/operator_bench.py [--n 100] [--m 20] [--only kray|kuberay] [--json out.json]
         [--concurrency 1] [--order kray,kuberay] [--scheduler] [--timeout S] [--log-dir DIR]
+        [--profile-kray FILE] [--no-cleanup]
 
 Prints progress on stderr and the table (metric | kray | KubeRay | kray/KubeRay) on stdout. Goals are
 reported, never asserted. ``--n 10000`` (40,000 pods) is a long run; every step is linear in N.
@@ -202,9 +210,9 @@ class Running:
     stop: Callable[[], None]
 
 
-def controller_stats(url: str) -> dict[str, float]:
-    """The RayCluster controller's own account (controller-runtime's metric names, which both export):
-    reconciles, mean reconcile time and mean wait in the work queue."""
+def raycluster_samples(url: str) -> dict[str, float]:
+    """The RayCluster controller's samples on an operator's /metrics (controller-runtime's names, which
+    both operators export), summed over the other labels."""
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10) as response:
         text = response.read().decode()
     sums: dict[str, float] = defaultdict(float)
@@ -212,6 +220,12 @@ def controller_stats(url: str) -> dict[str, float]:
         for sample in family.samples:
             if "raycluster" in (sample.labels.get("controller"), sample.labels.get("name")):
                 sums[sample.name] += sample.value
+    return sums
+
+
+def controller_stats(url: str) -> dict[str, float]:
+    """Reconciles, mean reconcile time and mean wait in the work queue, by the operator's own account."""
+    sums = raycluster_samples(url)
     reconciles = sums["controller_runtime_reconcile_total"]
     waits = sums["workqueue_queue_duration_seconds_count"]
     return {
@@ -289,6 +303,7 @@ class Requests:
     by_target: Counter[str] = field(default_factory=Counter)
     agents: Counter[str] = field(default_factory=Counter)
     server_seconds: float = 0.0
+    server_by_target: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @classmethod
     def read(cls, path: Path, *, start: int, operator: str) -> Requests:
@@ -314,7 +329,13 @@ class Requests:
         self.by_target[f"{verb} {resource}"] += 1
         if verb != "watch":
             began = datetime.fromisoformat(event["requestReceivedTimestamp"])
-            self.server_seconds += (datetime.fromisoformat(event["stageTimestamp"]) - began).total_seconds()
+            took = (datetime.fromisoformat(event["stageTimestamp"]) - began).total_seconds()
+            self.server_seconds += took
+            self.server_by_target[f"{verb} {resource}"] += took
+
+    def server_mean_ms(self) -> dict[str, float]:
+        """Mean apiserver milliseconds per request, by verb+resource (a list that grows with N shows here)."""
+        return {k: round(1000 * v / self.by_target[k], 2) for k, v in sorted(self.server_by_target.items())}
 
 
 # ---- one run -----------------------------------------------------------------------------------------
@@ -451,7 +472,9 @@ async def run_operator(
                            what=f"{n} RayClusters to be ready", seen=tracker.state_summary)  # fmt: skip
             ready = max(tracker.ready_at.values()) - t0
             all_workers = (tracker.all_workers_at or math.nan) - t0
-            log(f"{OPERATORS[operator]}: all ready after {ready:.1f}s (creates took {created:.1f}s); scaling {m}")
+            log(f"{OPERATORS[operator]}: all ready after {ready:.1f}s (creates took {created:.1f}s)")
+            drained = await settle(running.metrics_url, timeout=args.timeout)
+            log(f"{OPERATORS[operator]}: work queue empty {drained:.1f}s after that; scaling {m}")
             targets = [names[i * n // m] for i in range(m)]
             await scale(client=client, namespace=namespace, tracker=tracker, targets=targets, args=args)
             cpu = sampler.finish()
@@ -469,6 +492,7 @@ async def run_operator(
             "namespace": namespace,
             "operator_log": str(running.log),
             "time_to_ready_s": ready,
+            "queue_drained_s": drained,
             "creates_s": created,
             "all_workers_created_s": all_workers,
             "scale_p50_ms": 1000 * percentile(lat, 50),
@@ -481,6 +505,7 @@ async def run_operator(
             **stats,
             "api_requests": sum(requests.by_verb.values()),
             "api_server_s": requests.server_seconds,
+            "api_server_mean_ms": requests.server_mean_ms(),
             "api_by_verb": dict(requests.by_verb),
             "api_top": dict(requests.by_target.most_common(12)),
             "user_agents": dict(requests.agents.most_common(8)),
@@ -493,6 +518,20 @@ async def run_operator(
             log(f"{OPERATORS[operator]}: deleting namespace {namespace}")
             await delete_namespace(store, namespace, timeout=120 + 0.5 * n)
         await store.close()
+
+
+async def settle(metrics_url: str, *, timeout: float) -> float:
+    """Seconds until the RayCluster work queue is empty (twice in a row, 0.5 s apart): the creation wave's
+    requeues are done, so the scale-ups measure a live but idle operator, not its backlog."""
+    t0, depths = time.monotonic(), [-1.0]
+
+    async def empty() -> bool:
+        sample = await asyncio.to_thread(raycluster_samples, metrics_url)
+        depths.append(sample["workqueue_depth"])
+        return depths[-2:] == [0.0, 0.0]
+
+    await wait_for(empty, timeout=timeout, every=0.5, what="an empty RayCluster work queue", seen=lambda: depths[-5:])
+    return time.monotonic() - t0
 
 
 async def scale(
@@ -569,6 +608,7 @@ async def prepare(plane: ControlPlane, n: int) -> list[str]:
 ROWS = (
     ("time to all ready (s)", "time_to_ready_s", "{:.1f}"),
     ("all worker pods created (s)", "all_workers_created_s", "{:.1f}"),
+    ("queue empty, after all ready (s)", "queue_drained_s", "{:.1f}"),
     ("scale 3->4 latency p50 (ms)", "scale_p50_ms", "{:.0f}"),
     ("scale 3->4 latency p99 (ms)", "scale_p99_ms", "{:.0f}"),
     ("peak RSS (MiB)", "peak_rss_mib", "{:.0f}"),

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 METRICS = (
     "time to all ready (s)",
     "all worker pods created (s)",
+    "queue empty, after all ready (s)",
     "scale 3->4 latency p50 (ms)",
     "scale 3->4 latency p99 (ms)",
     "peak RSS (MiB)",
