@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -36,8 +37,17 @@ def _time(text: object) -> datetime | None:
         return None
 
 
+def _status(obj: Obj | None) -> dict[str, Any]:
+    """``obj.status`` when it is an object: under a CRD with validation off it may be any JSON."""
+    status = (obj or {}).get("status")
+    return status if isinstance(status, dict) else {}
+
+
 def _provisioned(obj: Obj | None) -> dict[str, object] | None:
-    for condition in ((obj or {}).get("status") or {}).get("conditions") or ():
+    conditions = _status(obj).get("conditions")
+    for condition in conditions if isinstance(conditions, list) else ():
+        if not isinstance(condition, dict):
+            continue
         if condition.get("type") == "RayClusterProvisioned" and condition.get("status") == "True":
             return dict(condition)
     return None
@@ -85,7 +95,7 @@ def _job_families(jobs: Iterable[Obj]) -> list[Metric]:
     for job in jobs:
         name, namespace, uid = _meta(job)
         info.add_metric([name, namespace, uid], 1)
-        status.add_metric([name, namespace, uid, str((job.get("status") or {}).get("jobDeploymentStatus", ""))], 1)
+        status.add_metric([name, namespace, uid, str(_status(job).get("jobDeploymentStatus", ""))], 1)
     return [info, status]
 
 
@@ -140,15 +150,16 @@ class KubeRayMetrics:
                 for labels in self._job_series.pop(_meta(old), set()):
                     self.job_duration.remove(*_meta(old), *labels)
             return
-        before = str(((old or {}).get("status") or {}).get("jobDeploymentStatus", ""))
-        status = new.get("status") or {}
+        before = str(_status(old).get("jobDeploymentStatus", ""))
+        status = _status(new)
         after = str(status.get("jobDeploymentStatus", ""))
         if after == before or after not in ENDED_DEPLOYMENT_STATES or before not in {"Initializing", "Running"}:
             return
         started = _time(status.get("startTime"))
         if started is None:
             return
-        retries = int(status.get("failed") or 0)
+        failed = status.get("failed")
+        retries = failed if isinstance(failed, int) else 0
         elapsed = max(0.0, (self._clock() - started).total_seconds())
         self.job_duration.labels(*_meta(new), after, str(retries)).set(elapsed)
         self._job_series.setdefault(_meta(new), set()).add((after, str(retries)))

@@ -155,7 +155,10 @@ class RayJobReconciler:
                 "reason": "ValidationFailed",
                 "message": message,
             }
-            await self._write_status(raw, kuberay_json(new))
+            try:
+                await self._write_status(raw, kuberay_json(new))
+            except (Conflict, NotFound):
+                return None  # changed or gone since read: the informer brings the new version to judge afresh
             await events.record(
                 store=self.store,
                 involved=raw,
