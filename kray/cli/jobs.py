@@ -39,7 +39,8 @@ def _phase_line(job: dict[str, Any], cluster: dict[str, Any] | None, pods: list[
         heads = [p for p in pods if (p["metadata"].get("labels") or {}).get("ray.io/node-type") == "head"]
         workers = [p for p in pods if (p["metadata"].get("labels") or {}).get("ray.io/node-type") == "worker"]
         ready = sum(1 for p in workers if _ready(p))
-        desired = (cluster.get("status") or {}).get("desiredWorkerReplicas", len(workers))
+        cluster_status = cluster.get("status")  # desiredWorkerReplicas is omitted when 0, as KubeRay writes it
+        desired = cluster_status.get("desiredWorkerReplicas", 0) if cluster_status else len(workers)
         head = "head ready" if heads and _ready(heads[0]) else "head starting"
         problems = sorted({reason for p in pods if (reason := _waiting_reason(p))})
         suffix = f" ({', '.join(problems)})" if problems else ""

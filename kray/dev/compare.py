@@ -274,7 +274,7 @@ def glob(pattern: str, text: str) -> bool:
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
 
 
-_ALTERNATIVES = re.compile(r"(\{[\w.\-]+(?:,[\w.\-]+)+\})")
+_ALTERNATIVES = re.compile(r'(\{[\w.\-()"]+(?:,[\w.\-()"]+)+\})')
 
 
 def _literal(part: str) -> str:

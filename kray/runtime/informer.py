@@ -69,7 +69,7 @@ class Informer:
         return out
 
     async def run(self, stop: asyncio.Event) -> None:
-        """List and watch until ``stop`` is set; never raises for store errors."""
+        """List and watch until ``stop`` is set; never raises (any failure: back off, relist)."""
         version: str | None = None
         while not stop.is_set():
             try:
@@ -81,6 +81,11 @@ class Informer:
             except StoreError as error:
                 version = None
                 log.warning("informer.retry", kind=self.resource.kind, error=str(error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
+            except Exception as error:  # an informer that dies stops every reconcile of its kind: relist
+                version = None
+                log.exception("informer.failed", kind=self.resource.kind, error=repr(error))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
 

@@ -116,3 +116,5 @@ def test_glob_patterns() -> None:
     assert glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.mtls.yaml")
     assert not glob("ray-cluster.{mtls,historyserver}.yaml", "ray-cluster.tls.yaml")
     assert glob('{"port": 1, "x": *}', '{"port": 1, "x": 2}'), "JSON braces are literal"
+    assert glob('{(absent),"0"}', '"0"')
+    assert glob('{(absent),"0"}', "(absent)")

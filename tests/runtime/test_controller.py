@@ -167,3 +167,33 @@ async def test_cancelling_run_cancels_reconciles_in_flight() -> None:
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, timeout=5)
     assert log == ["start a", "cancelled a"]
+
+
+async def test_an_informer_survives_an_unexpected_error_and_relists() -> None:
+    """Not only store errors: any failure of a list or watch is retried (it once died silently on bad JSON)."""
+    from kray.runtime.informer import Informer
+    from kray.store import POD, ObjectList
+
+    calls = {"list": 0}
+
+    class Flaky:
+        async def list(self, resource: object, **_: object) -> ObjectList:
+            calls["list"] += 1
+            if calls["list"] == 1:
+                raise ValueError("undecodable")
+            return ObjectList(
+                items=[{"metadata": {"name": "p", "namespace": "n", "resourceVersion": "1"}}], resource_version="1"
+            )
+
+        async def watch(self, resource: object, **_: object):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(3600)
+            yield  # pragma: no cover
+
+    stop = asyncio.Event()
+    informer = Informer(Flaky(), POD, retry_delay=0.01)  # type: ignore[arg-type]
+    task = asyncio.create_task(informer.run(stop))
+    await asyncio.wait_for(informer.synced.wait(), timeout=5)
+    assert calls["list"] == 2
+    assert informer.get(("n", "p")) is not None  # type: ignore[arg-type]
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
