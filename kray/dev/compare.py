@@ -293,6 +293,9 @@ class Deliberate:
     case: str = "*"
     kuberay: str | None = None
     kray: str | None = None
+    sometimes: bool = False
+    """KubeRay's own nondeterminism (e.g. which worker its scale-down picks): it may or may not show in a
+    run, so it is exempt from the "still seen" check, and it also explains KubeRay-vs-KubeRay differences."""
     rewrite: tuple[tuple[str, str], ...] = ()
     """Substitutions that turn KubeRay's value into kray's: with them, the values must then be equal
     (so an entry for one changed prefix cannot hide another change in the same string)."""
@@ -334,7 +337,7 @@ def judge(differences: Iterable[Difference], deliberate: Sequence[Deliberate]) -
             unexplained.append(difference)
         else:
             explained[entry.id].append(difference)
-    unused = [d for d in deliberate if not explained[d.id]]
+    unused = [d for d in deliberate if not explained[d.id] and not d.sometimes]
     return Verdict(unexplained=unexplained, unused=unused, explained=explained)
 
 
@@ -345,9 +348,12 @@ def load_deliberate(entries: Iterable[Mapping[str, Any]]) -> list[Deliberate]:
         unknown = set(entry) - known
         if unknown or "id" not in entry or "why" not in entry:
             raise ValueError(f"deliberate difference #{i}: needs id and why; unknown keys {sorted(unknown)}")
-        fields = {k: str(v) for k, v in entry.items() if k != "rewrite"}
+        fields = {k: str(v) for k, v in entry.items() if k not in {"rewrite", "sometimes"}}
         rewrite = entry.get("rewrite") or []
         if not all(isinstance(pair, list | tuple) and len(pair) == 2 for pair in rewrite):
             raise ValueError(f"deliberate difference {entry['id']}: rewrite must be a list of [from, to] pairs")
-        out.append(Deliberate(**fields, rewrite=tuple((str(a), str(b)) for a, b in rewrite)))
+        sometimes = entry.get("sometimes", False)
+        if not isinstance(sometimes, bool):
+            raise ValueError(f"deliberate difference {entry['id']}: sometimes must be true or false")
+        out.append(Deliberate(**fields, sometimes=sometimes, rewrite=tuple((str(a), str(b)) for a, b in rewrite)))
     return out

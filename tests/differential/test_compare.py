@@ -118,3 +118,9 @@ def test_glob_patterns() -> None:
     assert glob('{"port": 1, "x": *}', '{"port": 1, "x": 2}'), "JSON braces are literal"
     assert glob('{(absent),"0"}', '"0"')
     assert glob('{(absent),"0"}', "(absent)")
+
+
+def test_a_sometimes_entry_may_go_unseen() -> None:
+    flaky = Deliberate(id="random", why="KubeRay picks any pod", kind="Pod", sometimes=True)
+    assert judge([], [flaky]).passed
+    assert not judge([], [Deliberate(id="always", why="x", kind="Pod")]).passed

@@ -168,7 +168,10 @@ def test_both_operators_went_quiet(run: Run) -> None:
 
 @pytest.mark.parametrize("sample", SELF_CHECK)
 def test_kuberay_against_itself_shows_no_difference(run: Run, sample: str) -> None:
-    assert run.self_differences[sample] == [], _report(run.self_differences[sample])
+    """Nothing but KubeRay's documented nondeterminism (the ``sometimes`` entries) may differ."""
+    deliberate, _ = listed_differences()
+    verdict = judge(run.self_differences[sample], [d for d in deliberate if d.sometimes])
+    assert not verdict.unexplained, _report(verdict.unexplained)
 
 
 @pytest.mark.parametrize("sample", [p.name for p in compared_samples()])

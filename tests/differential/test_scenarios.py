@@ -208,7 +208,10 @@ def _report(differences: list[Difference]) -> str:
 
 
 def test_kuberay_against_itself_shows_no_difference(run: Run) -> None:
-    assert run.self_differences == [], _report(run.self_differences)
+    """Nothing but KubeRay's documented nondeterminism (the ``sometimes`` entries) may differ."""
+    deliberate, _ = listed_differences()
+    verdict = judge(run.self_differences, [d for d in deliberate if d.sometimes])
+    assert not verdict.unexplained, _report(verdict.unexplained)
 
 
 @pytest.mark.parametrize("label", [f"{s.name}@{i + 1}" for s in SCENARIOS for i in range(len(s.steps))])
