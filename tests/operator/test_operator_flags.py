@@ -67,3 +67,17 @@ def test_watch_namespace_is_a_comma_list_and_empty_means_all() -> None:
     assert parse_namespaces("a, b,a,,c") == ("a", "b", "c")
     with pytest.raises(OperatorConfigError, match="RFC 1123"):
         parse_namespaces("ok,-bad")
+
+
+def test_startup_policy_is_kuberays_by_default_and_fail_fast_on_request() -> None:
+    from kray.controllers.rayjob.plan import StartupPolicy
+    from kray.operator.config import OperatorConfig, RuntimeEnv
+    from kray.operator.manager import job_settings
+
+    assert job_settings(OperatorConfig()).startup is None
+    assert isinstance(job_settings(OperatorConfig(startup_policy="fail-fast")).startup, StartupPolicy)
+    env = RuntimeEnv.from_env(
+        {"RAYJOB_STATUS_CHECK_TIMEOUT_SECONDS": "60", "DELETE_RAYJOB_CR_AFTER_JOB_FINISHES": "true"}
+    )
+    settings = job_settings(OperatorConfig(env=env))
+    assert (settings.status_check_timeout, settings.delete_rayjob_after_finish) == (60.0, True)
