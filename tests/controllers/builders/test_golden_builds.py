@@ -1,8 +1,12 @@
-"""Golden tests: head pod, worker pods and head Service of KubeRay samples, and RayJob submission objects.
+"""Regression pin: head pod, worker pods and head Service of KubeRay samples, and RayJob submission objects.
 
-Each golden file was generated, then read by hand against KubeRay v1.7's behaviour (reference §2.2-2.5,
-§3.2): the generated ``ray start`` line, env var order, probes, volumes, ports. They change only on
-purpose: ``KRAY_UPDATE_GOLDEN=1 pytest tests/controllers/builders`` rewrites them for review.
+These golden files are kray's own output (generated, then read by hand against KubeRay v1.7's behaviour,
+reference §2.2-2.5, §3.2), so they only pin what kray already does: any change to a built object shows
+up here, and ``KRAY_UPDATE_GOLDEN=1 pytest tests/controllers/builders`` rewrites them for review. They
+are not the judge of correctness: ``test_golden_kuberay.py`` compares the same builders with what
+KubeRay's own operator sent for these samples (``golden/kuberay/``, from ``hack/kuberay_goldens.py``).
+They stay because they also pin the v1.7-only values that comparison can only accept, not check (the
+``RAY_CLUSTER_NAMESPACE`` env var, HTTP probes, the ``authOptions`` sample).
 """
 
 from __future__ import annotations
