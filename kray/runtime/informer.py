@@ -41,21 +41,47 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         retry_delay: float = 1.0,
+        index_label: str | None = None,
+        transform: Callable[[Obj], Obj] | None = None,
     ) -> None:
         self.store = store
         self.resource = resource
         self.namespace = namespace
         self.label_selector = label_selector
         self.synced = asyncio.Event()
+        self.index_label = index_label
+        """Objects are also indexed by (namespace, this label's value): a list for one value is O(matches)."""
         self._cache: dict[ObjectKey, Obj] = {}
+        self._index: dict[tuple[str, str], set[ObjectKey]] = {}
         self._handlers: list[Handler] = []
         self._retry_delay = retry_delay
+        self._transform = transform
+        """Applied to every object before it is cached (client-go's SetTransform): slim projections."""
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
 
     def get(self, key: ObjectKey) -> Obj | None:
         return self._cache.get(key)
+
+    def by_index(self, namespace: str, value: str) -> list[Obj]:
+        """The cached objects of ``namespace`` whose ``index_label`` is ``value``."""
+        return [self._cache[key] for key in self._index.get((namespace, value), ())]
+
+    def _indexed(self, key: ObjectKey, old: Obj | None, new: Obj | None) -> None:
+        if self.index_label is None:
+            return
+        for obj, add in ((old, False), (new, True)):
+            value = (((obj or {}).get("metadata") or {}).get("labels") or {}).get(self.index_label)
+            if value is None:
+                continue
+            bucket = self._index.setdefault((key[0], str(value)), set())
+            if add:
+                bucket.add(key)
+            else:
+                bucket.discard(key)
+                if not bucket:
+                    del self._index[(key[0], str(value))]
 
     def list(self, *, namespace: str | None = None, label_selector: str | None = None) -> list[Obj]:
         matches = parse_selector(label_selector) if label_selector else None
@@ -91,9 +117,12 @@ class Informer:
 
     async def _relist(self) -> str:
         listed = await self.store.list(self.resource, namespace=self.namespace, label_selector=self.label_selector)
-        fresh = {key_of(obj): obj for obj in listed.items}
+        fresh = {key_of(obj): self._slim(obj) for obj in listed.items}
         old = self._cache
         self._cache = fresh
+        self._index = {}
+        for key, obj in fresh.items():
+            self._indexed(key, None, obj)
         for key, obj in fresh.items():
             previous = old.get(key)
             if previous is None or _version(previous) != _version(obj):
@@ -139,16 +168,22 @@ class Informer:
                 with contextlib.suppress(Exception):
                     await aclose()
 
+    def _slim(self, obj: Obj) -> Obj:
+        return self._transform(obj) if self._transform is not None else obj
+
     def _apply(self, kind: WatchEventType, obj: Obj) -> None:
         if kind is WatchEventType.BOOKMARK:
             return
+        obj = self._slim(obj)
         key = key_of(obj)
         previous = self._cache.get(key)
         if kind is WatchEventType.DELETED:
             self._cache.pop(key, None)
+            self._indexed(key, previous, None)
             self._notify(previous or obj, None)
         else:
             self._cache[key] = obj
+            self._indexed(key, previous, obj)
             self._notify(previous, obj)
 
     def _notify(self, old: Obj | None, new: Obj | None) -> None:
