@@ -35,7 +35,7 @@ from kray.operator.config import OperatorConfig
 from kray.operator.http import HttpServer, Response, checks_route
 from kray.operator.kuberay_metrics import KubeRayMetrics
 from kray.runtime.cached_store import CachedStore
-from kray.runtime.controller import Controller
+from kray.runtime.controller import Controller, spec_or_metadata_changed
 from kray.runtime.informer import Informer
 from kray.runtime.leader import LeaderElectionConfig, LeaderElector, LeadershipLost
 from kray.runtime.metrics import RuntimeMetrics
@@ -176,7 +176,7 @@ class Operator:
 
     def _wire(self) -> None:
         for informer in self.clusters.members:
-            self.cluster_controller.watches(informer)
+            self.cluster_controller.watches(informer, predicate=spec_or_metadata_changed)
             self.job_controller.owns(informer, owner_kind="RayJob")
         for informer in self.pods.members:
             self.cluster_controller.owns(informer, owner_kind="RayCluster")

@@ -51,6 +51,14 @@ class Result:
 
 
 Reconcile = Callable[[ObjectKey], Awaitable[Result]]
+Predicate = Callable[[Obj, Obj], bool]
+
+
+def spec_or_metadata_changed(old: Obj, new: Obj) -> bool:
+    """controller-runtime's Generation-, Label- or AnnotationChangedPredicate (KubeRay's RayCluster watch):
+    a status write of the controller's own does not wake it again."""
+    before, after = old.get("metadata") or {}, new.get("metadata") or {}
+    return any(before.get(field) != after.get(field) for field in ("generation", "labels", "annotations"))
 
 
 class TerminalError(Exception):
@@ -83,13 +91,19 @@ class Controller:
         self._drain_timeout = drain_timeout
         self._metrics = metrics.controller(name, workers=workers) if metrics is not None else None
 
-    def watches(self, informer: Informer) -> None:
-        """Reconcile the objects of this informer's kind (the primary kind)."""
+    def watches(self, informer: Informer, *, predicate: Predicate | None = None) -> None:
+        """Reconcile the objects of this informer's kind (the primary kind).
+
+        ``predicate(old, new)`` filters updates (both present); creations and deletions always pass.
+        """
 
         def enqueue(old: Obj | None, new: Obj | None) -> None:
             obj = new if new is not None else old
-            if obj is not None:
-                self.queue.add(key_of(obj))
+            if obj is None:
+                return
+            if predicate is not None and old is not None and new is not None and not predicate(old, new):
+                return
+            self.queue.add(key_of(obj))
 
         informer.add_handler(enqueue)
 

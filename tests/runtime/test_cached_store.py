@@ -13,7 +13,7 @@ from kray.local.store import EmbeddedSettings, EmbeddedStore, open_embedded_stor
 from kray.runtime.cached_store import CachedStore
 from kray.runtime.informer import Informer
 from kray.store import EVENT, POD, Obj, Store
-from kray.store.errors import NotFound
+from kray.store.errors import AlreadyExists, NotFound
 
 NS = "default"
 
@@ -78,7 +78,7 @@ async def test_expectations_expire(store: EmbeddedStore) -> None:
     assert (await cached.list(POD, namespace=NS, label_selector="ray.io/cluster=a")).items == []
 
 
-async def test_reads_are_copies_and_misses_fall_back_to_the_api(store: EmbeddedStore) -> None:
+async def test_reads_are_copies_and_a_name_found_existing_is_read_from_the_api(store: EmbeddedStore) -> None:
     await store.create(POD, pod("p", "a"))
     paused = Paused(store)
     await paused.sync_once()
@@ -86,8 +86,12 @@ async def test_reads_are_copies_and_misses_fall_back_to_the_api(store: EmbeddedS
     got = await cached.get(POD, "p", namespace=NS)
     got["metadata"]["labels"]["x"] = "mutated"
     assert "x" not in (await cached.get(POD, "p", namespace=NS))["metadata"]["labels"]
-    await store.create(POD, pod("late", "a"))  # the paused cache never sees it
-    assert (await cached.get(POD, "late", namespace=NS))["metadata"]["name"] == "late"
+    await store.create(POD, pod("outside", "a"))  # never in the cache (as if outside its label scope)
+    with pytest.raises(NotFound):
+        await cached.get(POD, "outside", namespace=NS)  # a synced cache's miss: no API request
+    with pytest.raises(AlreadyExists):
+        await cached.create(POD, pod("outside", "a"))
+    assert (await cached.get(POD, "outside", namespace=NS))["metadata"]["name"] == "outside"
 
 
 async def test_the_index_and_a_full_scan_agree(store: EmbeddedStore) -> None:

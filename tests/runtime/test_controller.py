@@ -197,3 +197,13 @@ async def test_an_informer_survives_an_unexpected_error_and_relists() -> None:
     assert informer.get(("n", "p")) is not None  # type: ignore[arg-type]
     stop.set()
     await asyncio.wait_for(task, timeout=5)
+
+
+def test_kuberays_raycluster_predicate_ignores_status_writes() -> None:
+    from kray.runtime.controller import spec_or_metadata_changed
+
+    old = {"metadata": {"generation": 1, "labels": {"a": "1"}}, "status": {"state": ""}}
+    assert not spec_or_metadata_changed(old, {**old, "status": {"state": "ready"}})
+    assert spec_or_metadata_changed(old, {**old, "metadata": {"generation": 2, "labels": {"a": "1"}}})
+    assert spec_or_metadata_changed(old, {**old, "metadata": {"generation": 1, "labels": {"a": "2"}}})
+    assert spec_or_metadata_changed(old, {**old, "metadata": {**old["metadata"], "annotations": {"x": "y"}}})
