@@ -130,10 +130,14 @@ class Api:
         self.client.delete(f"/api/v1/namespaces/{name}")
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
+        """The operators' Events: those about ray.io objects. Kubernetes' own (the scheduler's, the Job
+        controller's, the apiserver's ClusterIP repair loop's, which fires at random) are left out; what
+        they are about is compared as objects."""
         core = self.client.get(f"/api/v1/namespaces/{namespace}/events").json().get("items", [])
         new = self.client.get(f"/apis/events.k8s.io/v1/namespaces/{namespace}/events").json().get("items", [])
         seen = {e["metadata"]["uid"] for e in core}
-        return list(core) + [e for e in new if e["metadata"]["uid"] not in seen]
+        events = list(core) + [e for e in new if e["metadata"]["uid"] not in seen]
+        return [e for e in events if _about_ray(e)]
 
 
 @dataclass
@@ -237,6 +241,11 @@ def _observed_cr(obj: Mapping[str, Any], namespace: str) -> dict[str, Any]:
         },
         "status": normalise_status(obj.get("status"), namespace=namespace),
     }
+
+
+def _about_ray(event: dict[str, Any]) -> bool:
+    involved = event.get("involvedObject") or event.get("regarding") or {}
+    return str(involved.get("apiVersion", "")).startswith("ray.io/")
 
 
 def new_namespace(api: Api, stem: str) -> str:

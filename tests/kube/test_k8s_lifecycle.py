@@ -106,7 +106,9 @@ def test_cli_up_env_down(k8s_binaries: Binaries, tmp_path: Path, monkeypatch: py
     up = runner.invoke(app, ["k8s", "up", "--no-scheduler"])
     assert up.exit_code == 0, up.output
     assert up.stdout.startswith("export KUBECONFIG=")
-    kubeconfig = Path(up.stdout.strip().split("=", 1)[1])
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.strip().splitlines())
+    kubeconfig = Path(exports["KUBECONFIG"])
+    assert exports["PATH"].startswith(f"{k8s_binaries.bin_dir}:"), "kubectl and the plane's binaries first on PATH"
     workdir = kubeconfig.parent
     try:
         client = Client(KubeConfig.from_file(kubeconfig))

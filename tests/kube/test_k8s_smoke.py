@@ -154,7 +154,12 @@ def test_job_creates_its_pod(k8s_client: Client, k8s_namespace: str) -> None:
     wait_until(pod_created, timeout=60, what="the Job controller to create the pod of Job once")
     owner = pods[0].metadata.ownerReferences[0]
     assert (owner.kind, owner.uid) == ("Job", created.metadata.uid)
-    assert k8s_client.get(Job, "once", namespace=k8s_namespace).status.active == 1
+    # The Job controller records `active` in a status write after creating the pod: wait for it too.
+    wait_until(
+        lambda: k8s_client.get(Job, "once", namespace=k8s_namespace).status.active == 1,
+        timeout=30,
+        what="Job once to report its pod as active",
+    )
 
 
 def test_watch_resumes_after_apiserver_restart(
