@@ -9,8 +9,11 @@ closes the client. Losing the Lease ends the run with exit code 1, as controller
 a process that may have missed writes must not keep acting.
 
 Cache scope is KubeRay's (``internal/managercache``): Pods only with ``ray.io/node-type`` in
-head/worker/redis-cleanup, Services and batch Jobs only with ``app.kubernetes.io/created-by=kuberay-operator``,
-all within ``--watch-namespace`` (one informer per namespace and kind, or cluster-wide when empty).
+head/worker/redis-cleanup, batch Jobs only with ``app.kubernetes.io/created-by=kuberay-operator``, all
+within ``--watch-namespace`` (one informer per namespace and kind, or cluster-wide when empty).
+Reconcilers read through these caches (:class:`~kray.runtime.cached_store.CachedStore`); their workers
+start only once every cache has synced (controller-runtime's WaitForCacheSync), so a reconcile never
+reads the API server for a kind the operator caches.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ class Operator:
         self.clusters = self._informers(RAYCLUSTER)
         self.jobs = self._informers(RAYJOB)
         self.pods = self._informers(POD, label_selector=POD_SELECTOR, index_label=CLUSTER_LABEL)
-        self.services = self._informers(SERVICE, label_selector=CREATED_BY_SELECTOR)
+        self.services = self._informers(SERVICE)  # all of them, as KubeRay: <rayjob>-head-svc has no created-by
         self.batch_jobs = self._informers(JOB, label_selector=CREATED_BY_SELECTOR)
         # Reconcilers read through the informers' caches and write to the API server.
         self.cached = CachedStore(
@@ -218,10 +221,22 @@ class Operator:
             await server.start()
 
     # ---- run ----------------------------------------------------------------------------------------
+    async def _caches_synced(self, stop: asyncio.Event) -> bool:
+        """Wait until every informer has synced (False: stopped first); workers never read a cold cache."""
+        while not self.synced():
+            if stop.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.1)
+        return True
+
     async def lead(self, stop: asyncio.Event) -> None:
         """Run the controllers' workers until ``stop`` (then drain)."""
         self.leading = True
         log.info("operator.leading", namespaces=list(self.config.watch_namespaces) or "all")
+        if not await self._caches_synced(stop):
+            self.leading = False
+            return
         try:
             await asyncio.gather(self.cluster_controller.run(stop), self.job_controller.run(stop))
         finally:

@@ -56,16 +56,17 @@ _USED: tuple[Permission, ...] = (
     Permission(
         "ray.io",
         "rayclusters",
-        ("get", *_INFORMER, "create", "update", "delete"),
-        "informer; fresh read before reconcile; RayJob creates its cluster, resizes it (update), "
+        (*_INFORMER, "create", "update", "delete"),
+        "informer (reads come from its cache); RayJob creates its cluster, resizes it (update), "
         "deletes it; Redis-cleanup finalizer add/remove (update)",
     ),
     Permission("ray.io", "rayclusters/status", ("update",), "RayCluster status writes"),
     Permission(
         "ray.io",
         "rayjobs",
-        ("get", *_INFORMER, "update", "delete"),
-        "informer; fresh read; finalizer removal (update); DeleteSelf / DELETE_RAYJOB_CR_AFTER_JOB_FINISHES",
+        (*_INFORMER, "update", "delete"),
+        "informer (reads come from its cache); finalizer removal (update); "
+        "DeleteSelf / DELETE_RAYJOB_CR_AFTER_JOB_FINISHES",
     ),
     Permission("ray.io", "rayjobs/status", ("update",), "RayJob status writes"),
     Permission(
@@ -77,8 +78,8 @@ _USED: tuple[Permission, ...] = (
     Permission(
         "",
         "services",
-        ("get", *_INFORMER, "create", "update"),
-        "informer; head/headless/serve Services; <rayjob>-head-svc re-pointed at a new cluster (update)",
+        (*_INFORMER, "create", "update"),
+        "informer (reads come from its cache); head/headless/serve Services; <rayjob>-head-svc re-pointed (update)",
     ),
     Permission("", "secrets", ("get", "create"), "the auth token Secret: created for a cluster, read by RayJob"),
     Permission("", "events", ("create",), "KubeRay's Events on RayClusters and RayJobs"),
@@ -89,8 +90,9 @@ _USED: tuple[Permission, ...] = (
     Permission(
         "batch",
         "jobs",
-        ("get", *_INFORMER, "create", "delete"),
-        "informer; K8sJobMode submitter Job (read, create, delete on suspend/retry); Redis cleanup Job",
+        (*_INFORMER, "create", "delete"),
+        "informer (reads come from its cache); K8sJobMode submitter Job (create, delete on suspend/retry); "
+        "Redis cleanup Job",
     ),
 )
 

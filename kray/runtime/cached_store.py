@@ -10,8 +10,8 @@ A cache lags the writes the controller itself just made. Invariant kept here so 
 on its own stale view (KubeRay's "scale expectations"): an object this store created is visible to
 ``get``/``list`` until the informer has it (same uid), and one it deleted stays hidden until the
 informer has dropped it — each for at most ``expectation_timeout`` seconds. A ``get`` the cache cannot
-answer is NotFound — a synced informer sees its whole scope — except for a name a create of this store
-found already existing (outside the informers' label scope): those are read from the API server.
+answer is NotFound: a synced informer sees its whole scope (controller-runtime's cached client, too,
+never reads outside it). Only a kind with no synced informer is read from the API server.
 Objects are handed out as deep copies: reconcilers may change what they read.
 """
 
@@ -28,7 +28,7 @@ import structlog
 
 from kray.runtime.informer import Informer, ObjectKey
 from kray.store import EVENT, Obj, ObjectList, Propagation, Resource, Store, WatchEvent
-from kray.store.errors import AlreadyExists, NotFound, StoreError
+from kray.store.errors import NotFound, StoreError
 from kray.store.selectors import Operator, parse_selector
 
 log = structlog.get_logger(__name__)
@@ -71,7 +71,6 @@ class CachedStore:
         self._clock = clock
         self._created: dict[tuple[Resource, ObjectKey], tuple[Obj, float]] = {}
         self._deleted: dict[tuple[Resource, ObjectKey], tuple[str, float]] = {}
-        self._outside: set[tuple[Resource, ObjectKey]] = set()
         self._background_events = background_events
         self._events: set[asyncio.Task[None]] = set()
         self._event_slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
@@ -112,10 +111,9 @@ class CachedStore:
             found = self._visible(resource, informer, key, informer.get(key))
             if found is not None:
                 return _copy(found)
-            if (resource, key) not in self._outside:
-                # A synced informer sees every object of its scope: a miss is an absent object. The
-                # exception: one a create found existing (outside the informer's label scope).
-                raise NotFound(f"{resource.kind} {namespace}/{name} not found")
+            # A synced informer sees every object of its scope: a miss is an absent object (as
+            # controller-runtime's cached client answers; an object outside the scope is never read).
+            raise NotFound(f"{resource.kind} {namespace}/{name} not found")
         return await self._store.get(resource, name, namespace=namespace)
 
     async def list(
@@ -157,11 +155,7 @@ class CachedStore:
         if resource == EVENT and self._background_events:
             self._record_later(obj)
             return obj
-        try:
-            created = await self._store.create(resource, obj)
-        except AlreadyExists:
-            self._outside.add((resource, _key(obj)))  # exists, yet not in the cache: ask the API from now on
-            raise
+        created = await self._store.create(resource, obj)
         if resource in self._informers:
             self._created[(resource, _key(created))] = (created, self._clock())
             self._deleted.pop((resource, _key(created)), None)
