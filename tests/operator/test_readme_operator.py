@@ -27,12 +27,14 @@ def test_the_readme_operator_walkthrough_works(k8s_binaries: object, tmp_path: P
         "XDG_STATE_HOME": str(tmp_path / "state"),  # a plane of its own, never a developer's
     }
     script = "set -euo pipefail\ncd " + str(ROOT) + "\n" + readme_block()
-    done = subprocess.run(
-        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=360, cwd=tmp_path, check=False
-    )
+    try:
+        done = subprocess.run(
+            ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=360, cwd=tmp_path, check=False
+        )
+    finally:  # a failed walk-through must not leave its control plane running
+        subprocess.run(["bash", "-c", "kray dev k8s down"], env=env, capture_output=True, timeout=60, check=False)
     log = (ROOT / "operator.log").read_text() if (ROOT / "operator.log").exists() else ""
     (ROOT / "operator.log").unlink(missing_ok=True)
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}\noperator log:\n{log[-3000:]}"
     assert "condition met" in done.stdout
     assert done.stdout.count("raycluster-sample-") >= 2, done.stdout  # head and worker pods listed
-    subprocess.run(["bash", "-c", "kray dev k8s down"], env=env, capture_output=True, timeout=60, check=False)
