@@ -147,16 +147,13 @@ def ray_crds(request: pytest.FixtureRequest, k8s_client: Client) -> list[str]:
     return names
 
 
-@pytest.fixture
-def k8s_namespace(request: pytest.FixtureRequest, k8s_control_plane: ControlPlane, k8s_client: Client) -> Iterator[str]:
-    """A fresh namespace (with its ``default`` ServiceAccount ready), deleted after the test."""
+@contextlib.contextmanager
+def fresh_namespace(k8s_client: Client, name: str) -> Iterator[str]:
+    """Create namespace ``name``, wait for its ``default`` ServiceAccount, delete it afterwards."""
     from lightkube import ApiError
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
-    k8s_control_plane.assert_running()
-    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"t-{stem}-{secrets.token_hex(3)}"
     k8s_client.create(Namespace(metadata=ObjectMeta(name=name, labels={"kray.dev/test": "true"})))
 
     def sa_ready() -> bool:  # the ServiceAccount admission plugin rejects pods until it exists
@@ -168,10 +165,21 @@ def k8s_namespace(request: pytest.FixtureRequest, k8s_control_plane: ControlPlan
             raise
         return True
 
-    wait_until(sa_ready, timeout=60, what=f"ServiceAccount {name}/default (controller-manager)")
-    yield name
-    with contextlib.suppress(ApiError):
-        k8s_client.delete(Namespace, name)
+    try:
+        wait_until(sa_ready, timeout=60, what=f"ServiceAccount {name}/default (controller-manager)")
+        yield name
+    finally:
+        with contextlib.suppress(ApiError):
+            k8s_client.delete(Namespace, name)
+
+
+@pytest.fixture
+def k8s_namespace(request: pytest.FixtureRequest, k8s_control_plane: ControlPlane, k8s_client: Client) -> Iterator[str]:
+    """A fresh namespace (with its ``default`` ServiceAccount ready), deleted after the test."""
+    k8s_control_plane.assert_running()
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    with fresh_namespace(k8s_client, f"t-{stem}-{secrets.token_hex(3)}") as name:
+        yield name
 
 
 KwokNodeFactory = Callable[..., list[str]]

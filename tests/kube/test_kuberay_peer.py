@@ -8,7 +8,6 @@ nodes stand in for kubelets, so the pods go Running/Ready and the cluster must r
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +15,12 @@ from typing import Any
 
 import pytest
 import yaml
-from lightkube import ApiError, Client
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Namespace, Pod, Service, ServiceAccount
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod, Service
 
 from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
 from kray.dev.procs import StartupError, wait_until
+from kray.dev.pytest_plugin import fresh_namespace
 
 pytestmark = pytest.mark.k8s
 SAMPLE = Path("/work/shared/kuberay-samples/ray-cluster.sample.yaml")
@@ -31,22 +30,8 @@ NAME = "raycluster-kuberay"
 @pytest.fixture
 def unwatched_namespace(k8s_client: Client) -> Iterator[str]:
     """A second namespace, ready for pods (ServiceAccount present), that the operator is not told about."""
-    name = f"t-kuberay-unwatched-{secrets.token_hex(3)}"
-    k8s_client.create(Namespace(metadata=ObjectMeta(name=name, labels={"kray.dev/test": "true"})))
-
-    def sa_ready() -> bool:
-        try:
-            k8s_client.get(ServiceAccount, "default", namespace=name)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return False
-            raise
-        return True
-
-    wait_until(sa_ready, timeout=60, what=f"ServiceAccount {name}/default")
-    yield name
-    with contextlib.suppress(ApiError):
-        k8s_client.delete(Namespace, name)
+    with fresh_namespace(k8s_client, f"t-kuberay-unwatched-{secrets.token_hex(3)}") as name:
+        yield name
 
 
 def _sample(resource: Any, namespace: str) -> Any:
