@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kray.cli.fit import refuse_unfit
 from kray.cli.local import EXIT_INVALID, Namespace, _call, fail, load_manifests, require_ray
 from kray.local.history import submitter_identity
 from kray.local.server.client import HttpStore
@@ -202,6 +203,7 @@ def run(
     if len(objects) != 1:
         raise fail(f"{filename}: expected exactly one RayJob, found {len(objects)}", EXIT_INVALID)
     require_ray()
+    refuse_unfit(objects, source=filename)
     job = objects[0]
     job["metadata"].setdefault("namespace", namespace)
     job["metadata"].setdefault("annotations", {})["kray.io/submitter"] = submitter_identity()

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from kray.cli.client import local_paths, with_store
+from kray.cli.fit import refuse_unfit
 from kray.local.server.client import HttpStore
 from kray.store import EVENT, POD, RAYCLUSTER, RAYJOB, Resource
 from kray.store.errors import AlreadyExists, NotFound, StoreError
@@ -141,6 +142,7 @@ def apply(
     """Create or update RayClusters and RayJobs in local mode."""
     objects = load_manifests(filenames)
     require_ray()
+    refuse_unfit(objects, source=", ".join(filenames))
 
     async def run(store: HttpStore) -> list[str]:
         done = []
