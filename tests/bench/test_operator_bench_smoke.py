@@ -36,7 +36,7 @@ METRICS = (
 )
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(180)
 def test_operator_bench_runs_for_kray_and_reports_every_metric(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     argv = [sys.executable, str(ROOT / "bench" / "operator_bench.py"), "--n", "3", "--m", "2", "--only", "kray",

@@ -47,6 +47,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_wheel_requires_ray_only_in_the_local_extra(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
@@ -65,7 +66,7 @@ def test_wheel_requires_ray_only_in_the_local_extra(wheel: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1020)
 def test_operator_runs_from_a_fresh_venv_without_ray(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

@@ -330,6 +330,7 @@ def probe_is_refused(plane: ControlPlane, admin: Api, grant: Grant, ns: str) -> 
 
 
 # ---- the test --------------------------------------------------------------------------------------------
+@pytest.mark.timeout(1680)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_operator_runs_on_exactly_the_charts_rbac(
     audited_plane: ControlPlane, k8s_binaries: Binaries, tmp_path: Path
 ) -> None:

@@ -180,6 +180,7 @@ def test_invalid_manifest_is_refused_before_anything_starts(local: Local) -> Non
     assert {p["metadata"]["name"] for p in local.list(POD)} <= pods_before
 
 
+@pytest.mark.timeout(420)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_ctrl_c_stops_the_job_and_tears_its_cluster_down(local: Local) -> None:
     entrypoint = "python -c \"import time; print('working', flush=True); time.sleep(600)\""
     manifest = local.manifest(rayjob("lm-ctrl-c", entrypoint, rayClusterSpec=cluster_spec(workers=0)))

@@ -20,6 +20,7 @@ def readme_block() -> str:
     return found.group(1)
 
 
+@pytest.mark.timeout(540)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_the_readme_operator_walkthrough_works(k8s_binaries: object, tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -80,7 +80,11 @@ PORT_NAMES = (
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHead]:
     if not RAY.exists():
-        pytest.skip("ray is not installed in this environment")
+        pytest.fail(
+            f"`ray` is not installed next to this Python ({RAY} is missing): this test needs a real Ray head. "
+            "Install it with `scripts/bootstrap`, or `pip install 'kray[local]'` in this environment.",
+            pytrace=False,
+        )
     state = tmp_path_factory.mktemp("ray-state")
     allocator = PortAllocator(state)
     ports = dict(zip(PORT_NAMES, allocator.allocate(len(PORT_NAMES), owner="live-head"), strict=True))
@@ -209,6 +213,7 @@ def test_failing_entrypoint_ends_failed(head: RayHead) -> None:
         assert "about-to-fail" in client.get_job_logs(job_id)
 
 
+@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_stop_a_long_job(head: RayHead) -> None:
     job_id = unique("long")
     with head.client() as client:
