@@ -41,21 +41,35 @@ def test_default_range_avoids_worker_and_ephemeral_ports(tmp_path: Path) -> None
 
 
 def test_worker_range_is_always_excluded(tmp_path: Path) -> None:
-    allocator = ports.PortAllocator(tmp_path, low=9990, high=20005, rng=random.Random(0))
-    block = allocator.allocate(10, owner="x")  # 18 candidates: 9990-10001 and 20000-20005
+    allocator = ports.PortAllocator(tmp_path, low=9990, high=20000, rng=random.Random(0))
+    block = allocator.allocate(10, owner="x")  # 13 candidates: 9990-10001 and 20000
     assert all(p < 10002 or p > 19999 for p in block)
     assert len(set(block)) == 10
 
 
+# Ports no local cluster draws from (they take 20000 up to the ephemeral range, or above it) and no port-0
+# bind gets: below Ray's worker range. Tests with a fixed window of their own work there, so neither a
+# cluster starting elsewhere on the machine nor this module running twice at once takes their ports.
+QUIET = range(1024, ports.RAY_WORKER_PORTS.start)
+
+
 def free_window(size: int) -> int:
-    """The first port of ``size`` consecutive free ports outside the ephemeral range (where nothing else draws)."""
-    low, _ = ports.ephemeral_range()
-    for first in range(low - size, ports.DEFAULT_LOW, -size):
+    """The first port of ``size`` consecutive free ports in :data:`QUIET`, at a random place."""
+    low, high = ports.ephemeral_range()
+    firsts = [f for f in range(QUIET.start, QUIET.stop - size + 1, size) if f + size <= low or f > high]
+    random.shuffle(firsts)
+    for first in firsts:
         window = range(first, first + size)
         # Ports other tests of this process still hold count as taken too.
         if all(ports.port_is_free(p) and p not in ports._in_process for p in window):
             return first
-    raise AssertionError("no window of free ports")
+    raise AssertionError(f"no {size} consecutive free ports between {QUIET.start} and {QUIET.stop - 1}")
+
+
+def test_test_windows_are_where_no_cluster_draws() -> None:
+    default = ports.PortAllocator(Path("/nonexistent"))._candidates
+    assert not set(QUIET) & set(default)
+    assert not set(QUIET) & set(range(ports.ephemeral_range()[0], ports.ephemeral_range()[1] + 1))
 
 
 def test_a_bound_port_is_skipped(tmp_path: Path) -> None:
@@ -100,7 +114,7 @@ def test_release_frees_only_the_owners_ports(tmp_path: Path) -> None:
 
 
 def test_allocators_sharing_a_state_dir_agree(tmp_path: Path) -> None:
-    low = free_window(10)  # a fixed range flaked while other processes on the machine held one of its ports
+    low = free_window(10)
     one = ports.PortAllocator(tmp_path, low=low, high=low + 9, rng=random.Random(1))
     block = one.allocate(5, owner="one")
     # Forget this process's in-memory set, as another process would not have it: the files must suffice.
@@ -140,7 +154,7 @@ def test_concurrent_processes_never_hand_out_the_same_port(tmp_path: Path) -> No
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    allocator = ports.PortAllocator(tmp_path, low=29500, high=29510)
+    allocator = ports.PortAllocator(tmp_path, low=9000, high=9010)  # never reaches a port
     with pytest.raises(ValueError, match="count"):
         allocator.allocate(0, owner="x")
     with pytest.raises(ValueError, match="owner"):
