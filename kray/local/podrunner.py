@@ -1,41 +1,47 @@
 """The pod runner: a virtual node that turns Pods in the store into local processes.
 
-For each Pod it runs the init containers in order, then the Ray container (``containers[0]``) with
-the pod's command, args and resolved env — the very ``ray start`` line KubeRay generates — using
-the ``ray`` of the current Python environment (the image is ignored; it says so once). It reports
-phase, pod IP (127.0.0.1), container states and readiness (from the pod's readiness probe) back to
-the store as the kubelet would — a restarted container keeps its previous exit in ``lastState.terminated``
-(exit code, reason, last log lines), which is what tells a crash loop's cause — applies ``restartPolicy``
-with CrashLoopBackOff delays, and kills the whole process tree when the Pod goes away. A deleted pod
-leaves nothing on disk: its own directory (container logs) goes, and its cluster's Ray temp dir goes with
-the cluster's last pod.
+For each Pod it runs what the kubelet runs, in the kubelet's order: the init containers one after the
+other (a native sidecar, ``restartPolicy: Always``, is started and left running), then every container of
+``spec.containers`` at once, each its own process tree with its own log (``<pod dir>/<container>.log``),
+restarts and probes (:mod:`kray.local.containers`). Commands run as written — for the Ray container
+(``containers[0]``) the very ``ray start`` line KubeRay generates — with the ``ray`` of the current Python
+environment (the image is ignored; it says so once). The pod's status is written as the kubelet writes
+it: one ``containerStatuses`` entry per container in spec order, ``initContainerStatuses``, and the phase
+and conditions that follow from them (:mod:`kray.local.podstatus`). Deleting the pod stops the main
+containers, then the sidecars; a deleted pod leaves nothing on disk: its own directory (container logs)
+goes, and its cluster's Ray temp dir goes with the cluster's last pod.
 
-Process identity (pid, start time, tag) is recorded on the Pod, so a restarted runner re-adopts
-live processes instead of starting them twice, and cleans up after processes that died meanwhile.
+Every container's process identity (pid, start time, tag) is recorded on the Pod, so a restarted runner
+re-adopts live processes instead of starting them twice, and restarts (as their policy says) the
+containers whose processes died meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from kray.local import procs
-from kray.local.errors import LocalError, ProbeSpecError
+from kray.local.containers import MESSAGE_LIMIT, ContainerRunner, ProcessRecord, Role, parse_records, role_of
+from kray.local.containers import now as _now
+from kray.local.errors import LocalError
 from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
-from kray.local.podenv import LOCAL_POD_IP, EnvError, expand_args, resolve_env
+from kray.local.podenv import LOCAL_POD_IP, expand_args, resolve_env
+from kray.local.podstatus import pod_conditions, pod_phase
 from kray.local.ports import PortAllocator
 from kray.local.preflight import find_ray, missing_ray_message, pod_path
-from kray.local.probes import ProbeEvent, ProbeKind, ProbeRunner, parse_probe
+from kray.local.volumes import VolumeContext, VolumeError, VolumePending, prepare_container, release
 from kray.runtime.informer import Informer, ObjectKey, key_of
 from kray.runtime.workqueue import ShutDown, WorkQueue
 from kray.store import POD, Obj, Store
@@ -45,9 +51,12 @@ log = structlog.get_logger(__name__)
 
 HOME_ENV = "KRAY_LOCAL_HOME"
 """Every pod process carries its state dir, so ``kray server stop`` can sweep orphans."""
+PROCESSES_ANNOTATION = "kray.io/processes"
+"""Every container's process record (JSON: container name → pid, createTime, tag)."""
 PID_ANNOTATION = "kray.io/pid"
 CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
 TAG_ANNOTATION = "kray.io/process-tag"
+"""The Ray container's (``containers[0]``) record also under these three, as earlier versions kept it."""
 PORT_OWNER_ANNOTATION = "kray.io/port-owner"
 RAY_TEMP_DIR_ANNOTATION = "kray.io/ray-temp-dir"
 """The Ray temp dir (``--temp-dir``) the pod's processes share with the rest of its cluster. The runner
@@ -57,15 +66,11 @@ FINALIZER = "kray.io/pod-runner"
 runner has stopped its processes, as the kubelet's graceful deletion keeps a pod until its containers are
 gone. Without it a suspended or deleted cluster would read as gone while its Ray processes still run."""
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
+VOLUME_RETRY_START, VOLUME_RETRY_CAP = 0.5, 10.0
+"""A container waiting for what its volumes need looks again after 0.5 s, doubling up to 10 s."""
 _RAY_COMMAND = re.compile(r"(^|[\s;&|(])ray\s")
 """A command line that runs ``ray`` (KubeRay's generated ``ray start`` line, a user's ``ray ...``)."""
-MESSAGE_LIMIT = 4000
-"""Characters of a log tail kept in a status ``message``."""
 ENDED = frozenset({"Succeeded", "Failed"})
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def pod_dir(state_dir: Path, namespace: str, name: str) -> Path:
@@ -179,10 +184,7 @@ class PodRunner:
         if FINALIZER not in finalizers:
             return
         if not stopped:
-            leftover = PodTask(store=self.store, pod=pod, settings=self.settings)
-            handle = leftover._adopt()
-            if handle is not None:
-                await asyncio.to_thread(procs.terminate_tree, handle, grace=self.settings.grace)
+            await PodTask(store=self.store, pod=pod, settings=self.settings).stop()
             owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
             if self.ports is not None and owner:
                 self.ports.release(owner)
@@ -203,7 +205,9 @@ class PodRunner:
         """
         key = key_of(pod)
         pods_root = self.settings.state_dir / "pods"
-        await self._remove(pod_dir(self.settings.state_dir, key[0] or "default", key[1]), inside=pods_root)
+        directory = pod_dir(self.settings.state_dir, key[0] or "default", key[1])
+        release(pod_dir=directory, state_dir=self.settings.state_dir)
+        await self._remove(directory, inside=pods_root)
         temp_dir = _temp_dir_of(pod)
         if temp_dir and not await self._temp_dir_in_use(temp_dir, besides=key):
             await self._remove(Path(temp_dir), inside=ray_temp_root())
@@ -249,7 +253,8 @@ def _may_run(pod: Obj) -> bool:
 
 
 class PodTask:
-    """Runs one pod's containers until the pod is deleted or ends for good."""
+    """Runs one pod's containers until the pod is deleted or ends for good (see :mod:`kray.local.containers`
+    for each container's own life)."""
 
     def __init__(self, *, store: Store, pod: Obj, settings: RunnerSettings) -> None:
         self.store = store
@@ -260,17 +265,42 @@ class PodTask:
         self.namespace: str = meta.get("namespace") or "default"
         self.port_owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
         self.dir: Path = pod_dir(settings.state_dir, self.namespace, self.name)
-        self.handle: procs.ProcessHandle | None = None
-        # What the pod already says (a restarted runner adopting it): the Ray container's last
-        # termination, reported as lastState until the next one, and when its current run started.
-        ray = _ray_status(pod)
-        state = ray.get("state") or {}
-        self._last_termination: dict[str, Any] | None = (
-            state.get("terminated") or (ray.get("lastState") or {}).get("terminated") or None
-        )
-        self._started_at: str | None = (state.get("running") or {}).get("startedAt")
+        spec = pod.get("spec") or {}
+        self.policy = str(spec.get("restartPolicy") or "Always")
+        status = pod.get("status") or {}
+        previous = {
+            str(entry.get("name")): entry
+            for entry in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]
+        }
+        records = _records(pod)
+        self.inits = [
+            self._runner(c, role_of(c, init=True), previous, records) for c in spec.get("initContainers") or ()
+        ]
+        self.mains = [self._runner(c, Role.MAIN, previous, records) for c in spec.get("containers") or ()]
+        self._records = records
+        self._initialized = False
+        self._terminal = False
+        self._failure: dict[str, str] | None = None
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._detached = False
+        self._children: list[asyncio.Task[Any]] = []
+
+    def _runner(
+        self, spec: dict[str, Any], role: Role, previous: dict[str, Any], records: dict[str, ProcessRecord]
+    ) -> ContainerRunner:
+        name = str(spec.get("name") or "")
+        return ContainerRunner(
+            pod=self,
+            spec=spec,
+            role=role,
+            policy=self.policy,
+            previous=previous.get(name) or {},
+            record=records.get(name),
+        )
+
+    @property
+    def sidecars(self) -> list[ContainerRunner]:
+        return [r for r in self.inits if r.role is Role.SIDECAR]
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._main(), name=f"pod-{self.namespace}-{self.name}")
@@ -278,86 +308,90 @@ class PodTask:
     @property
     def active(self) -> bool:
         """Its processes may be alive: the pod's life is not over, or a process of it is not yet stopped."""
-        return self.handle is not None or (self._task is not None and not self._task.done())
+        running = any(r.handle is not None for r in (*self.inits, *self.mains))
+        return running or (self._task is not None and not self._task.done())
 
     def detach(self) -> None:
         """Leave the processes running (the runner is going away but the pods are not)."""
-        self._detached = True
         if self._task is not None:
             self._task.cancel()
 
     async def stop(self) -> None:
+        """Stop every container as the kubelet does when a pod is deleted: the main containers (and a running
+        init container) together, SIGTERM then SIGKILL after the grace period; then the native sidecars, in
+        reverse order, within what is left of it. Also stops the processes a previous runner left."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self.handle is not None:
-            await asyncio.to_thread(procs.terminate_tree, self.handle, grace=self.settings.grace)
-            self.handle = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.grace
+        first = [r for r in (*self.mains, *self.inits) if r.role is not Role.SIDECAR]
+        await asyncio.gather(*(r.terminate(grace=self.settings.grace) for r in first), return_exceptions=True)
+        await self._stop_sidecars(grace=max(deadline - loop.time(), min(2.0, self.settings.grace)))
+
+    async def _stop_sidecars(self, *, grace: float, report: bool = False) -> None:
+        for runner in reversed(self.sidecars):
+            await runner.terminate(grace=grace, report=report)
 
     # -- the pod's life -------------------------------------------------------------------------------
 
     async def _main(self) -> None:
-        spec = self.pod.get("spec") or {}
-        containers = spec.get("containers") or []
-        if not containers:
-            await self._status(phase="Failed", reason="NoContainers", message="the pod has no containers")
-            return
-        ray = containers[0]
         try:
-            env = await self._env(ray)
-        except EnvError as error:
-            await self._waiting(ray, reason="CreateContainerConfigError", message=str(error))
-            return
-        restarts = _restart_count(self.pod)
-        adopted = self._adopt()
-        if adopted is None:
-            for init in spec.get("initContainers") or []:
-                if not await self._run_init(init):
-                    return
-        policy = spec.get("restartPolicy", "Always")
-        while True:
-            if adopted is not None:
-                self.handle, adopted = adopted, None
-                self._started_at = self._started_at or _now()
-            else:
-                try:
-                    self._started_at = _now()
-                    self.handle = await self._spawn(ray, env)
-                except LocalError as error:
-                    await self._terminated(
-                        ray,
-                        code=127,
-                        reason="StartError",
-                        message=str(error),
-                        restarts=restarts,
-                        phase="Failed" if policy == "Never" else None,
-                    )
-                    if policy == "Never":
-                        return
-                    restarts += 1
-                    await self._backoff(ray, restarts)
-                    continue
-            await self._running(ray, restarts=restarts, ready=ray.get("readinessProbe") is None)
-            code = await self._watch(ray)
-            message = procs.tail(self._log(ray), lines=20, last_run=True) if code != 0 else ""  # FallbackToLogsOnError
-            finished = policy == "Never" or (policy == "OnFailure" and code == 0)
-            phase = ("Succeeded" if code == 0 else "Failed") if finished else None
-            await self._terminated(
-                ray,
-                code=code,
-                reason="Completed" if code == 0 else "Error",
-                message=message,
-                restarts=restarts,
-                phase=phase,
-            )
-            self.handle = None
-            if finished:
-                return
-            restarts += 1
-            await self._backoff(ray, restarts)
+            await self._life()
+        finally:
+            for child in self._children:
+                child.cancel()
+            await asyncio.gather(*self._children, return_exceptions=True)
 
-    async def _env(self, container: dict[str, Any]) -> dict[str, str]:
+    def _start(self, runner: ContainerRunner) -> asyncio.Task[None]:
+        task = asyncio.create_task(runner.run(), name=f"container-{self.namespace}-{self.name}-{runner.name}")
+        self._children.append(task)
+        return task
+
+    async def _life(self) -> None:
+        if not self.mains:
+            await self._fail("NoContainers", "the pod has no containers")
+            return
+        # Main containers have run: the init containers are done (a runner restart adopts, never re-inits).
+        self._initialized = any(r.record is not None for r in self.mains)
+        if self._initialized:
+            for runner in self.inits:
+                if runner.role is Role.SIDECAR:
+                    self._start(runner)
+                elif runner.state is None:
+                    runner.state, runner.ready = {"terminated": {"exitCode": 0, "reason": "Completed"}}, True
+        else:
+            await self.report()
+            for runner in self.inits:
+                await runner.terminate(grace=self.settings.grace)  # a previous runner's, cut short
+                if runner.role is Role.SIDECAR:
+                    self._start(runner)
+                    await runner.started_event.wait()
+                    continue
+                ok, message = await runner.run_to_completion()
+                if not ok:
+                    await self._stop_sidecars(grace=self.settings.grace)
+                    await self._fail("InitError", message)
+                    return
+            self._initialized = True
+        await asyncio.gather(*(self._start(runner) for runner in self.mains))
+        # Every main container is done for good (Never, OnFailure): the sidecars go, the pod ends.
+        for child in self._children:
+            child.cancel()
+        await asyncio.gather(*self._children, return_exceptions=True)
+        self._terminal = True
+        await self._stop_sidecars(grace=self.settings.grace, report=True)
+        await self.report()
+
+    async def _fail(self, reason: str, message: str) -> None:
+        self._failure = {"reason": reason, "message": message[-MESSAGE_LIMIT:]}
+        self._terminal = True
+        await self.report()
+
+    # -- what a container needs from its pod (containers.PodSide) -------------------------------------
+
+    async def env(self, container: dict[str, Any]) -> dict[str, str]:
         resolved = await resolve_env(store=self.store, pod=self.pod, container=container)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
         env = {**base, **resolved, HOME_ENV: str(self.settings.state_dir)}
@@ -365,7 +399,7 @@ class PodTask:
         env["PATH"] = pod_path(self.settings.bin_dir, env.get("PATH"))
         return env
 
-    def _log(self, container: dict[str, Any]) -> Path:
+    def log_path(self, container: Mapping[str, Any]) -> Path:
         return self.dir / f"{container.get('name', 'container')}.log"
 
     def _workdir(self, container: dict[str, Any]) -> Path:
@@ -375,122 +409,116 @@ class PodTask:
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir
 
-    async def _spawn(self, container: dict[str, Any], env: dict[str, str]) -> procs.ProcessHandle:
+    async def spawn(self, container: dict[str, Any], env: dict[str, str]) -> procs.ProcessHandle:
+        """Start a container's process: the one path every container (init, sidecar, main) takes."""
         argv = expand_args([*(container.get("command") or []), *(container.get("args") or [])], env)
         if not argv:
             raise LocalError("the container has no command: local mode cannot run an image's entrypoint")
         if _RAY_COMMAND.search(" ".join(argv)) and find_ray(bin_dir=self.settings.bin_dir, path=env["PATH"]) is None:
             raise LocalError(missing_ray_message(bin_dir=self.settings.bin_dir))
+        argv = await self._volumes(container, argv, env)
         handle = await asyncio.to_thread(
-            procs.spawn, argv=argv, env=env, cwd=self._workdir(container), log_path=self._log(container)
+            procs.spawn, argv=argv, env=env, cwd=self._workdir(container), log_path=self.log_path(container)
         )
-        await self._annotate(
-            {
-                PID_ANNOTATION: str(handle.pid),
-                CREATE_TIME_ANNOTATION: repr(handle.create_time),
-                TAG_ANNOTATION: handle.tag or "",
-            }
-        )
+        await self._record(str(container.get("name") or ""), handle)
         return handle
 
-    def _adopt(self) -> procs.ProcessHandle | None:
-        annotations = self.pod["metadata"].get("annotations") or {}
-        pid, created = annotations.get(PID_ANNOTATION), annotations.get(CREATE_TIME_ANNOTATION)
-        if not pid or not created:
-            return None
-        try:
-            return procs.adopt(int(pid), float(created), tag=annotations.get(TAG_ANNOTATION) or None)
-        except (ValueError, LocalError):
-            return None
-
-    async def _run_init(self, container: dict[str, Any]) -> bool:
-        env = await self._env(container)
-        try:
-            handle = await self._spawn(container, env)
-        except LocalError as error:
-            await self._status(phase="Failed", reason="InitError", message=str(error))
-            return False
-        self.handle = handle
-        code = await self._wait_exit(handle)
-        self.handle = None
-        if code != 0:
-            message = procs.tail(self._log(container), lines=20, last_run=True)
-            await self._status(
-                phase="Failed",
-                reason="InitError",
-                message=f"init container {container.get('name')} exited {code}:\n{message}",
-            )
-            return False
-        return True
-
-    async def _wait_exit(self, handle: procs.ProcessHandle) -> int:
-        while True:
-            code = handle.poll()
-            if code is not None:
-                return code
-            if handle.popen is None and not handle.is_alive():
-                return -1  # an adopted process: its exit code died with the previous runner
-            await asyncio.sleep(self.settings.poll)
-
-    async def _watch(self, container: dict[str, Any]) -> int:
-        """Wait for the Ray container to exit, running its probes meanwhile."""
-        assert self.handle is not None
-        handle = self.handle
-        probes: list[asyncio.Task[ProbeEvent | None]] = []
-        for key, kind in (("readinessProbe", ProbeKind.READINESS), ("livenessProbe", ProbeKind.LIVENESS)):
-            spec = container.get(key)
-            if not spec:
-                continue
-            try:
-                probe = parse_probe(spec, host=LOCAL_POD_IP)
-            except ProbeSpecError as error:
-                log.warning("podrunner.probe_skipped", pod=self.name, probe=key, error=str(error))
-                continue
-            runner = ProbeRunner(probe, kind=kind, on_event=self._probe_event(container))
-            probes.append(asyncio.create_task(runner.run()))
-        exited = asyncio.create_task(self._wait_exit(handle))
-        try:
-            while True:
-                waiting: set[asyncio.Task[Any]] = {exited, *probes}
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if exited in done:
-                    return exited.result()
-                for task in [t for t in probes if t in done]:
-                    probes.remove(task)
-                    event = task.result()
-                    if event is not None and event.kind is ProbeKind.LIVENESS and not event.ok:
-                        log.info("podrunner.liveness_failed", pod=self.name, message=event.message)
-                        await asyncio.to_thread(procs.terminate_tree, handle, grace=self.settings.grace)
-        finally:
-            for task in probes:
-                task.cancel()
-
-    def _probe_event(self, container: dict[str, Any]) -> Any:
-        async def on_event(event: ProbeEvent) -> None:
-            if event.kind is ProbeKind.READINESS:
-                await self._running(container, restarts=_restart_count(self.pod), ready=event.ok)
-
-        return on_event
-
-    async def _backoff(self, container: dict[str, Any], restarts: int) -> None:
-        delay = min(self.settings.backoff_cap, self.settings.backoff_start * 2 ** max(0, restarts - 1))
-        await self._waiting(
-            container,
-            reason="CrashLoopBackOff",
-            message=f"back-off {delay:.0f}s restarting failed container",
-            restarts=restarts,
+    async def _volumes(self, container: dict[str, Any], argv: list[str], env: dict[str, str]) -> list[str]:
+        """The container's volumes, made and mounted (argv wrapped with the mount-namespace launcher), as the
+        kubelet's volume manager: a missing ConfigMap, Secret or claim keeps the container in ContainerCreating,
+        retried with a bounded back-off; a bad volume, or a kernel without mount namespaces, fails the pod."""
+        ctx = VolumeContext(
+            pod_dir=self.dir,
+            state_dir=self.settings.state_dir,
+            protected=(ray_temp_root(), self.settings.bin_dir),
         )
-        await asyncio.sleep(delay)
+        delay = VOLUME_RETRY_START
+        while True:
+            try:
+                prepared = await prepare_container(
+                    reader=self.store, pod=self.pod, container=container, argv=argv, env=env, ctx=ctx
+                )
+                return prepared.argv
+            except VolumePending as error:
+                name = str(container.get("name") or "")
+                for runner in (*self.inits, *self.mains):
+                    if runner.name == name:
+                        runner.state = {"waiting": {"reason": "ContainerCreating", "message": str(error)}}
+                await self.report()
+            except (VolumeError, OSError) as error:
+                await self._fail("FailedMount", str(error))
+                raise asyncio.CancelledError from None  # the pod has ended: nothing of it runs
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, VOLUME_RETRY_CAP)
 
-    # -- status ---------------------------------------------------------------------------------------
+    async def _record(self, container: str, handle: procs.ProcessHandle) -> None:
+        """Keep the process's identity on the Pod, so a restarted runner adopts it; the Ray container's also
+        under the single annotations earlier versions wrote (and read)."""
+        async with self._lock:
+            self._records[container] = ProcessRecord(pid=handle.pid, create_time=handle.create_time, tag=handle.tag)
+            annotations = {PROCESSES_ANNOTATION: json.dumps({k: v.to_json() for k, v in self._records.items()})}
+            if self.mains and container == self.mains[0].name:
+                annotations |= {
+                    PID_ANNOTATION: str(handle.pid),
+                    CREATE_TIME_ANNOTATION: repr(handle.create_time),
+                    TAG_ANNOTATION: handle.tag or "",
+                }
+            try:
+                self.pod = await self.store.patch(
+                    POD, self.name, namespace=self.namespace, patch={"metadata": {"annotations": annotations}}
+                )
+            except NotFound:
+                raise asyncio.CancelledError from None
 
-    async def _annotate(self, annotations: dict[str, str]) -> None:
-        try:
-            self.pod = await self.store.patch(
-                POD, self.name, namespace=self.namespace, patch={"metadata": {"annotations": annotations}}
+    async def report(self) -> None:
+        """Write the pod's status from its containers' (one writer at a time, always the whole picture)."""
+        async with self._lock:
+            await self._patch_status(self._status())
+
+    def _status(self) -> dict[str, Any]:
+        initializing = "PodInitializing" if not self._initialized else "ContainerCreating"
+        init = [r.entry(waiting_reason="PodInitializing") for r in self.inits]
+        mains = [r.entry(waiting_reason=initializing) for r in self.mains]
+        regular = [e for r, e in zip(self.inits, init, strict=True) if r.role is Role.INIT]
+        sidecars = [e for r, e in zip(self.inits, init, strict=True) if r.role is Role.SIDECAR]
+        if self._failure is not None:
+            phase = "Failed"
+        else:
+            phase = pod_phase(
+                policy=self.policy, init=regular, sidecars=sidecars, containers=mains, terminal=self._terminal
             )
-        except NotFound:
-            raise asyncio.CancelledError from None
+        uninitialized = (
+            []
+            if self._initialized
+            else [r.name for r in self.inits if not (r.started if r.role is Role.SIDECAR else r.exit_code == 0)]
+        )
+        unready = [r.name for r in (*self.sidecars, *self.mains) if not r.ready]
+        now = _now()
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": pod_conditions(
+                (self.pod.get("status") or {}).get("conditions"),
+                uninitialized=uninitialized,
+                unready=unready,
+                phase=phase,
+                now=now,
+            ),
+            "podIP": LOCAL_POD_IP,
+            "podIPs": [{"ip": LOCAL_POD_IP}],
+            "hostIP": LOCAL_POD_IP,
+            "startTime": (self.pod.get("status") or {}).get("startTime") or now,
+            "containerStatuses": mains,
+        }
+        if init:
+            status["initContainerStatuses"] = init
+        if self._failure is not None:
+            status |= self._failure
+        elif phase in ENDED:
+            ended = [(r.state or {}).get("terminated") or {} for r in self.mains]
+            message = next((t.get("message") for t in ended if t.get("exitCode") != 0 and t.get("message")), None)
+            if message:
+                status["message"] = message
+        return status
 
     async def _patch_status(self, status: dict[str, Any]) -> None:
         try:
@@ -500,115 +528,22 @@ class PodTask:
         except NotFound:
             raise asyncio.CancelledError from None
 
-    async def _status(self, *, phase: str, reason: str, message: str) -> None:
-        await self._patch_status({"phase": phase, "reason": reason, "message": message[-MESSAGE_LIMIT:]})
 
-    async def _report(
-        self,
-        container: dict[str, Any],
-        *,
-        state: dict[str, Any],
-        restarts: int,
-        ready: bool = False,
-        phase: str | None = None,
-        pod_fields: dict[str, Any] | None = None,
-    ) -> None:
-        """Write the Ray container's status and the pod conditions that follow from it (the one builder).
-
-        ``lastState`` is the previous termination, as the kubelet keeps it: while the container waits to
-        restart and once it runs again, it says how the last run ended.
-        """
-        name = str(container.get("name") or "")
-        entry = {
-            "name": name,
-            "ready": ready,
-            "restartCount": restarts,
-            "image": container.get("image", ""),
-            "started": "running" in state,
-            "state": state,
-            "lastState": {"terminated": self._last_termination} if self._last_termination else {},
-        }
-        previous = (self.pod.get("status") or {}).get("conditions")
-        status: dict[str, Any] = {
-            **(pod_fields or {}),
-            "conditions": _conditions(previous, ready=ready, container=name, now=_now()),
-            "containerStatuses": [entry],
-        }
-        if phase is not None:
-            status["phase"] = phase
-        await self._patch_status(status)
-
-    async def _running(self, container: dict[str, Any], *, restarts: int, ready: bool) -> None:
-        now = _now()
-        await self._report(
-            container,
-            state={"running": {"startedAt": self._started_at or now}},
-            restarts=restarts,
-            ready=ready,
-            phase="Running",
-            pod_fields={
-                "podIP": LOCAL_POD_IP,
-                "podIPs": [{"ip": LOCAL_POD_IP}],
-                "hostIP": LOCAL_POD_IP,
-                "startTime": (self.pod.get("status") or {}).get("startTime") or now,
-            },
+def _records(pod: Obj) -> dict[str, ProcessRecord]:
+    """Each container's process record; a pod from before per-container records has only the Ray
+    container's, under the single annotations."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    records = parse_records(annotations.get(PROCESSES_ANNOTATION))
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    ray = str(containers[0].get("name") or "")
+    if ray not in records:
+        legacy = ProcessRecord.parse(
+            {
+                "pid": annotations.get(PID_ANNOTATION),
+                "createTime": annotations.get(CREATE_TIME_ANNOTATION),
+                "tag": annotations.get(TAG_ANNOTATION),
+            }
         )
-
-    async def _waiting(self, container: dict[str, Any], *, reason: str, message: str, restarts: int = 0) -> None:
-        phase = (
-            "Pending"
-            if reason == "CreateContainerConfigError"
-            else (self.pod.get("status") or {}).get("phase", "Pending")
-        )
-        await self._report(
-            container, state={"waiting": {"reason": reason, "message": message}}, restarts=restarts, phase=phase
-        )
-
-    async def _terminated(
-        self, container: dict[str, Any], *, code: int, reason: str, message: str, restarts: int, phase: str | None
-    ) -> None:
-        now = _now()
-        termination: dict[str, Any] = {"exitCode": code, "reason": reason}
-        if message:
-            termination["message"] = message[-MESSAGE_LIMIT:]
-        termination |= {"startedAt": self._started_at or now, "finishedAt": now}
-        pod_fields = {"message": message[-MESSAGE_LIMIT:]} if phase is not None and message else None
-        await self._report(
-            container, state={"terminated": termination}, restarts=restarts, phase=phase, pod_fields=pod_fields
-        )
-        self._last_termination = termination
-        self._started_at = None
-
-
-def _conditions(
-    previous: list[dict[str, Any]] | None, *, ready: bool, container: str, now: str
-) -> list[dict[str, str]]:
-    """The kubelet's pod conditions (the pod is scheduled and initialized once the Ray container runs).
-
-    A condition's ``lastTransitionTime`` moves only when its status flips; a not-ready pod says why, in
-    Kubernetes' words.
-    """
-    before = {c.get("type"): c for c in previous or ()}
-    flag = "True" if ready else "False"
-    why = {} if ready else {"reason": "ContainersNotReady", "message": f"containers with unready status: [{container}]"}
-    out = []
-    for type_, status, extra in (
-        ("PodScheduled", "True", {}),
-        ("Initialized", "True", {}),
-        ("ContainersReady", flag, why),
-        ("Ready", flag, why),
-    ):
-        old = before.get(type_) or {}
-        since = old.get("lastTransitionTime") if old.get("status") == status else None
-        out.append({"type": type_, "status": status, "lastTransitionTime": since or now, **extra})
-    return out
-
-
-def _ray_status(pod: Obj) -> dict[str, Any]:
-    """The Ray container's (``containers[0]``) status entry, or an empty one."""
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return dict(statuses[0]) if statuses else {}
-
-
-def _restart_count(pod: Obj) -> int:
-    return int(_ray_status(pod).get("restartCount", 0))
+        if legacy is not None:
+            records[ray] = legacy
+    return records

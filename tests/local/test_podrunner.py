@@ -27,9 +27,9 @@ from kray.local.podrunner import (
     TAG_ANNOTATION,
     PodRunner,
     RunnerSettings,
-    _conditions,
     pod_dir,
 )
+from kray.local.podstatus import pod_conditions
 from kray.local.store import EmbeddedStore
 from kray.store import POD, Obj
 from kray.store.errors import NotFound
@@ -195,7 +195,7 @@ async def test_a_completed_container_under_never_ends_the_pod_with_its_exit(
     assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
     assert terminated["startedAt"] <= terminated["finishedAt"]
     assert ray(ended)["lastState"] == {}  # it never ran before
-    assert conditions(ended)["Ready"]["reason"] == "ContainersNotReady"
+    assert conditions(ended)["Ready"]["reason"] == "PodCompleted"  # the kubelet's, for a Succeeded pod
 
 
 async def test_an_adopted_container_keeps_the_last_state_the_pod_already_had(
@@ -250,7 +250,10 @@ async def test_an_adopted_container_keeps_the_last_state_the_pod_already_had(
 
 
 def test_a_condition_moves_its_transition_time_only_when_its_status_flips() -> None:
-    first = _conditions(None, ready=False, container="c", now="T1")
+    def conditions_(previous: Any, *, unready: list[str], now: str, phase: str = "Running") -> Any:
+        return pod_conditions(previous, uninitialized=[], unready=unready, phase=phase, now=now)
+
+    first = conditions_(None, unready=["c"], now="T1")
     assert {c["lastTransitionTime"] for c in first} == {"T1"}
     assert first[-1] == {
         "type": "Ready",
@@ -259,12 +262,23 @@ def test_a_condition_moves_its_transition_time_only_when_its_status_flips() -> N
         "reason": "ContainersNotReady",
         "message": "containers with unready status: [c]",
     }
-    still = _conditions(first, ready=False, container="c", now="T2")
+    still = conditions_(first, unready=["c", "d"], now="T2")
     assert {c["lastTransitionTime"] for c in still} == {"T1"}
-    flipped = {c["type"]: c for c in _conditions(still, ready=True, container="c", now="T3")}
+    assert still[-1]["message"] == "containers with unready status: [c d]"  # Go's %s of a slice
+    flipped = {c["type"]: c for c in conditions_(still, unready=[], now="T3")}
     assert flipped["Ready"] == {"type": "Ready", "status": "True", "lastTransitionTime": "T3"}
     assert flipped["ContainersReady"]["lastTransitionTime"] == "T3"
     assert flipped["PodScheduled"]["lastTransitionTime"] == "T1"
+    done = {c["type"]: c for c in conditions_(None, unready=["c"], now="T4", phase="Succeeded")}
+    assert (done["Ready"]["status"], done["Ready"]["reason"]) == ("False", "PodCompleted")
+    initializing = pod_conditions(None, uninitialized=["a", "b"], unready=["c"], phase="Pending", now="T5")
+    assert initializing[1] == {
+        "type": "Initialized",
+        "status": "False",
+        "lastTransitionTime": "T5",
+        "reason": "ContainersNotInitialized",
+        "message": "containers with incomplete status: [a b]",
+    }
 
 
 # -- leaving nothing behind -------------------------------------------------------------------------
