@@ -213,13 +213,13 @@ def get(
         if not items:
             err.print(f"No RayClusters found in {ns or 'any namespace'}.")
             return
-        out.print(cluster_table(items, now=now, wide=output == "wide"))
+        sys.stdout.write(cluster_table(items, now=now, wide=output == "wide") + "\n")  # never cut to the terminal
     else:
         rows = job_rows(items, history)
         if not rows:
             err.print(f"No RayJobs found in {ns or 'any namespace'}.")
             return
-        out.print(job_table(rows, now=now, wide=output == "wide"))
+        sys.stdout.write(job_table(rows, now=now, wide=output == "wide") + "\n")
 
 
 def describe(

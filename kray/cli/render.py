@@ -1,12 +1,13 @@
-"""Pure renderers for CLI output: they build strings or rich renderables and never print."""
+"""Pure renderers for CLI output: they build strings and never print.
+
+Tables are kubectl's: plain text, each column as wide as its widest value, three spaces apart, no box.
+A value is never cut to fit a terminal; a line longer than the terminal wraps there, as kubectl's do.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-
-from rich import box
-from rich.table import Table
 
 from kray.api.manifest import Outcome
 
@@ -46,18 +47,23 @@ def age(timestamp: str | None, *, now: datetime) -> str:
     return f"{seconds}s"
 
 
-def _table(columns: list[str]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    return table
+COLUMN_GAP = "   "
 
 
-def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool = False) -> Table:
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    """The header and rows, every column padded to its widest cell; no trailing spaces, no final newline."""
+    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows, strict=True)]
+    return "\n".join(
+        COLUMN_GAP.join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in (columns, *rows)
+    )
+
+
+def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool = False) -> str:
     columns = ["NAME", "DESIRED WORKERS", "AVAILABLE WORKERS", "CPUS", "MEMORY", "GPUS", "STATUS", "AGE"]
     if wide:
         columns += ["NAMESPACE", "HEAD POD IP", "DASHBOARD"]
-    table = _table(columns)
+    rows = []
     for cluster in clusters:
         meta, status = cluster["metadata"], cluster.get("status") or {}
         row = [
@@ -77,8 +83,8 @@ def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool =
                 (status.get("head") or {}).get("podIP", "-"),
                 f"127.0.0.1:{endpoints['dashboard']}" if "dashboard" in endpoints else "-",
             ]
-        table.add_row(*row)
-    return table
+        rows.append(row)
+    return _table(columns, rows)
 
 
 def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -123,11 +129,11 @@ def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[
     return rows
 
 
-def job_table(rows: list[dict[str, str]], *, now: datetime, wide: bool = False) -> Table:
+def job_table(rows: list[dict[str, str]], *, now: datetime, wide: bool = False) -> str:
     columns = ["NAME", "JOB STATUS", "DEPLOYMENT STATUS", "RAY CLUSTER", "START TIME", "END TIME", "AGE"]
     if wide:
         columns += ["NAMESPACE", "SUBMISSION ID", "ENTRYPOINT"]
-    table = _table(columns)
+    lines = []
     for row in rows:
         cells = [
             row["name"],
@@ -140,6 +146,6 @@ def job_table(rows: list[dict[str, str]], *, now: datetime, wide: bool = False) 
         ]
         if wide:
             entry = row["entrypoint"].strip().splitlines()[0] if row["entrypoint"].strip() else ""
-            cells += [row["namespace"], row["submission"], entry[:60]]
-        table.add_row(*cells)
-    return table
+            cells += [row["namespace"], row["submission"], entry or "-"]
+        lines.append(cells)
+    return _table(columns, lines)
