@@ -292,7 +292,7 @@ class ContainerRunner:
         while True:
             code = handle.poll()
             if code is not None:
-                return code
+                return 128 - code if code < 0 else code  # killed by signal N: 128+N, as container runtimes say
             if handle.popen is None and not handle.is_alive():
                 return UNKNOWN_EXIT
             await asyncio.sleep(self.pod.settings.poll)
