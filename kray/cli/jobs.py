@@ -56,7 +56,7 @@ def _waiting_reason(pod: dict[str, Any]) -> str | None:
     """``<pod>: CrashLoopBackOff`` and the like: why a pod's container is not running, if it says."""
     for container in (pod.get("status") or {}).get("containerStatuses") or ():
         reason = ((container.get("state") or {}).get("waiting") or {}).get("reason")
-        if reason and reason != "ContainerCreating":
+        if reason and reason not in ("ContainerCreating", "PodInitializing"):
             return f"{pod['metadata']['name']}: {reason}"
     return None
 

@@ -269,7 +269,20 @@ def _pod_line(pod: dict[str, Any]) -> str:
     phase = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "Pending")
     line = f"{meta['name']:<40} {node_type:<7} {phase:<11} ready={bool(ray.get('ready'))!s:<5} "
     line += f"restarts={ray.get('restartCount', 0):<3} {why}"
-    return f"{line}: {message[-1]}" if why and message else line
+    line = f"{line}: {message[-1]}" if why and message else line
+    inits = [("init", entry) for entry in status.get("initContainerStatuses") or ()]
+    others = [*inits, *(("container", entry) for entry in containers[1:])]
+    return line + "".join(f"\n    {kind:<9} {_container_line(entry)}" for kind, entry in others)
+
+
+def _container_line(entry: dict[str, Any]) -> str:
+    """A container besides the Ray container (init containers, sidecars): name, state, readiness, restarts."""
+    state = entry.get("state") or {}
+    name = next(iter(state), "waiting")
+    reason = (state.get(name) or {}).get("reason")
+    shown = f"{name} ({reason})" if reason else name
+    ready = bool(entry.get("ready"))
+    return f"{entry.get('name', '?'):<30} {shown:<28} ready={ready!s:<5} restarts={entry.get('restartCount', 0)}"
 
 
 def delete(
