@@ -17,6 +17,7 @@ from kray.api.rules import FeatureGates
 from kray.controllers.raycluster.reconcile import RayClusterReconciler
 from kray.controllers.rayjob.plan import Settings
 from kray.controllers.rayjob.reconcile import RayJobReconciler
+from kray.local.claims import ClaimsController
 from kray.local.config import LOCAL_JOB_SETTINGS
 from kray.local.environment import LocalEnvironment
 from kray.local.history import JobHistory
@@ -95,6 +96,8 @@ class LocalControlPlane:
             asyncio.create_task(cluster_controller.run(stop), name="controller-raycluster"),
             asyncio.create_task(job_controller.run(stop), name="controller-rayjob"),
         ]
+        claims = ClaimsController(store=store, state_dir=settings.state_dir)
+        self._tasks.append(asyncio.create_task(claims.run(stop), name="claims"))
         self._runner_task = asyncio.create_task(self.runner.run(stop), name="pod-runner")
         log.info("local.started", home=str(self.paths.home))
 
