@@ -97,7 +97,7 @@ Func = tuple[Module, ast.FunctionDef | ast.AsyncFunctionDef, str | None]  # modu
 
 def _lookup(module: Module, name: str) -> tuple[Module, str] | Module | None:
     """What ``name`` means in ``module``: (module, top-level name) or an indexed module; None if not ours."""
-    if name in module.functions or name in module.constants:
+    if name in module.functions or name in module.constants or name in module.classes:
         return module, name
     if name in module.imports:
         target, attr = module.imports[name]
@@ -129,19 +129,59 @@ def _resolve(func: Func, call: ast.Call) -> Func | None:
     elif isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
         if target.value.id == "self" and cls is not None and target.attr in module.classes[cls]:
             return module, module.classes[cls][target.attr], cls
+        if (instance := _instances(func).get(target.value.id)) is not None:
+            owner, name = instance
+            method = owner.classes[name].get(target.attr)
+            return None if method is None else (owner, method, name)
         found = _lookup(module, target.value.id)
         if isinstance(found, Module) and target.attr in found.functions:
             return found, found.functions[target.attr], None
     return None
 
 
-def _wait_params(node: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, float]:
+_INSTANCES: dict[int, dict[str, tuple[Module, str]]] = {}
+
+
+def _instances(func: Func) -> dict[str, tuple[Module, str]]:
+    """Names in ``func`` bound to an instance of a class of the index: annotated parameters (a fixture's
+    ``local: Local``), ``x = C(...)`` and ``with C(...) as x``."""
+    module, node, _ = func
+    if id(node) in _INSTANCES:
+        return _INSTANCES[id(node)]
+
+    def of(expr: ast.AST | None) -> tuple[Module, str] | None:
+        name = (
+            expr.value
+            if isinstance(expr, ast.Constant) and isinstance(expr.value, str)
+            else _dotted(expr or ast.expr())
+        )
+        found = _lookup(module, name) if name and "." not in name else None
+        return found if isinstance(found, tuple) and found[1] in found[0].classes else None
+
+    found: dict[str, tuple[Module, str]] = {}
+    for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+        if (hit := of(arg.annotation)) is not None:
+            found[arg.arg] = hit
+    for n in ast.walk(node):
+        pairs: list[tuple[ast.AST, ast.AST | None]] = []
+        if isinstance(n, ast.Assign) and len(n.targets) == 1:
+            pairs.append((n.targets[0], n.value))
+        elif isinstance(n, ast.With | ast.AsyncWith):
+            pairs += [(item.optional_vars, item.context_expr) for item in n.items if item.optional_vars]
+        for var, value in pairs:
+            if isinstance(var, ast.Name) and isinstance(value, ast.Call) and (hit := of(value.func)) is not None:
+                found[var.id] = hit
+    _INSTANCES[id(node)] = found
+    return found
+
+
+def _wait_params(module: Module, node: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, float]:
     """The callee's timeout-like parameters and their literal defaults (0 when required)."""
     args = node.args
     positional = [*args.posonlyargs, *args.args]
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
     pairs = [*zip(positional, defaults, strict=True), *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
-    return {a.arg: _number(d) or 0.0 for a, d in pairs if a.arg in WAIT_PARAMS}
+    return {a.arg: (_constant(module, d) if d else None) or 0.0 for a, d in pairs if a.arg in WAIT_PARAMS}
 
 
 def _loop_count(module: Module, loop: ast.For | ast.AsyncFor) -> float:
@@ -156,13 +196,21 @@ def _loop_count(module: Module, loop: ast.For | ast.AsyncFor) -> float:
     return 1.0
 
 
-def budget(func: Func, bound: dict[str, float] | None = None, stack: frozenset[int] = frozenset()) -> float:
-    """Upper bound of the seconds ``func`` spends in bounded waits, with ``bound`` wait parameters passed."""
+def budget(
+    func: Func, bound: dict[str, float] | None = None, stack: frozenset[int] = frozenset(), seen: set[int] | None = None
+) -> float:
+    """Upper bound of the seconds ``func`` spends in bounded waits, with ``bound`` wait parameters passed.
+
+    ``seen``: helpers without a timeout parameter already counted for this test. Such a helper counts once
+    per test (``Local.call`` starting the server if it is not running waits the first time only); a helper
+    with a timeout parameter is a wait and counts at every call.
+    """
+    seen = set() if seen is None else seen
     module, node, _ = func
     if id(node) in stack:
         return 0.0
     stack |= {id(node)}
-    own = _wait_params(node)
+    own = _wait_params(module, node)
     total = sum({**own, **(bound or {})}.get(name, 0.0) for name in own)
 
     def visit(n: ast.AST, times: float) -> float:
@@ -170,7 +218,7 @@ def budget(func: Func, bound: dict[str, float] | None = None, stack: frozenset[i
         if isinstance(n, ast.For | ast.AsyncFor):
             times *= _loop_count(module, n)
         if isinstance(n, ast.Call):
-            seconds += times * _call(func, n, own, stack)
+            seconds += times * _call(func, n, own, stack, seen)
         elif isinstance(n, ast.BinOp) and isinstance(n.op, ast.Add):
             for clock, limit in ((n.left, n.right), (n.right, n.left)):
                 if isinstance(clock, ast.Call) and _dotted(clock.func).endswith(("monotonic", "time.time")):
@@ -181,11 +229,15 @@ def budget(func: Func, bound: dict[str, float] | None = None, stack: frozenset[i
     return total + sum(visit(statement, 1.0) for statement in node.body)
 
 
-def _call(func: Func, call: ast.Call, own: dict[str, float], stack: frozenset[int]) -> float:
+def _call(func: Func, call: ast.Call, own: dict[str, float], stack: frozenset[int], seen: set[int]) -> float:
     module = func[0]
     callee = _resolve(func, call)
     if callee is not None:
-        params = _wait_params(callee[1])
+        params = _wait_params(callee[0], callee[1])
+        if not params:
+            if id(callee[1]) in seen:
+                return 0.0
+            seen.add(id(callee[1]))
         positional = [a.arg for a in [*callee[1].args.posonlyargs, *callee[1].args.args]]
         if callee[2] is not None and positional and positional[0] in {"self", "cls"}:
             positional = positional[1:]
@@ -195,7 +247,7 @@ def _call(func: Func, call: ast.Call, own: dict[str, float], stack: frozenset[in
             value = passed.get(name)
             forwarded = isinstance(value, ast.Name) and value.id in own  # already counted as the caller's own
             bound[name] = 0.0 if forwarded else (_constant(module, value) if value is not None else None)
-        return budget(callee, {k: v for k, v in bound.items() if v is not None}, stack)
+        return budget(callee, {k: v for k, v in bound.items() if v is not None}, stack, seen)
     name = _dotted(call.func)
     if name.rpartition(".")[2][:1].isupper():
         return 0.0  # a constructor's timeout configures (a client's per-request bound, a policy), it waits not
@@ -293,15 +345,16 @@ def collect_budgets() -> list[Budget]:
         module_mark = _module_mark(module)
         for func, decorators in _test_functions(module):
             seen: set[str] = set()
+            helpers: set[int] = set()
             pending = [*autouse, *_requested(func[1], decorators)]
-            waits = budget(func)
+            waits = budget(func, seen=helpers)
             while pending:
                 name = pending.pop()
                 if name in seen or name not in by_name:
                     continue
                 seen.add(name)
                 fixture = by_name[name]
-                waits += budget(fixture)
+                waits += budget(fixture, seen=helpers)
                 pending += _requested(fixture[1], fixture[1].decorator_list)
             timeout = _timeout_mark(decorators, module) or module_mark or default
             where = f"{module.path.relative_to(ROOT)}::{func[2] + '::' if func[2] else ''}{func[1].name}"

@@ -47,7 +47,6 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_wheel_requires_ray_only_in_the_local_extra(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))

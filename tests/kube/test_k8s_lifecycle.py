@@ -56,7 +56,6 @@ def test_prebuilt_dir_missing_binaries_is_an_error(tmp_path: Path, monkeypatch: 
         ensure_binaries()
 
 
-@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_pki_serving_cert_verifies_for_loopback(tmp_path: Path) -> None:
     material = pki.generate(directory=tmp_path, service_ip="10.96.0.1")
     out = subprocess.run(

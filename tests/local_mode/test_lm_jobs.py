@@ -87,6 +87,7 @@ def test_ttl_deletes_the_cluster_and_its_pods_but_keeps_the_rayjob(finished: Fin
     assert status(kept)["jobDeploymentStatus"] == "Complete"
 
 
+@pytest.mark.timeout(840)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_history_and_logs_outlive_the_cluster_and_the_rayjob(local: Local, finished: Finished) -> None:
     submission = status(finished.job)["jobId"]
     deleted = local.kray("delete", "job", "lm-ok")
@@ -180,7 +181,7 @@ def test_invalid_manifest_is_refused_before_anything_starts(local: Local) -> Non
     assert {p["metadata"]["name"] for p in local.list(POD)} <= pods_before
 
 
-@pytest.mark.timeout(420)  # its bounded waits need it (tests/test_suite_rules.py)
+@pytest.mark.timeout(660)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_ctrl_c_stops_the_job_and_tears_its_cluster_down(local: Local) -> None:
     entrypoint = "python -c \"import time; print('working', flush=True); time.sleep(600)\""
     manifest = local.manifest(rayjob("lm-ctrl-c", entrypoint, rayClusterSpec=cluster_spec(workers=0)))

@@ -130,7 +130,7 @@ def conditions(obj: Obj) -> list[dict[str, Any]]:
     return list((obj.get("status") or {}).get("conditions") or [])
 
 
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(540)
 async def test_crs_written_with_validation_off_each_end_with_a_report_naming_the_field(
     permissive_plane: tuple[ControlPlane, str], tmp_path: Path
 ) -> None:
@@ -139,7 +139,7 @@ async def test_crs_written_with_validation_off_each_end_with_a_report_naming_the
     await run_bad_input(kubeconfig=plane.kubeconfig, namespace=namespace, crs=crs, log_dir=tmp_path, strict=False)
 
 
-@pytest.mark.timeout(540)
+@pytest.mark.timeout(600)
 async def test_schema_valid_nonsense_through_the_strict_crds_ends_with_a_report_naming_the_field(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any, tmp_path: Path
 ) -> None:

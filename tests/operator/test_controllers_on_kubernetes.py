@@ -49,7 +49,6 @@ async def run_controller(store: Store, namespace: str, stop: asyncio.Event) -> N
     await asyncio.gather(clusters.run(stop), pods.run(stop), controller.run(stop))
 
 
-@pytest.mark.timeout(480)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_raycluster_becomes_ready_on_a_real_apiserver(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any
 ) -> None:

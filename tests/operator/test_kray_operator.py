@@ -40,7 +40,6 @@ async def state(store: KubeStore, name: str, namespace: str) -> str | None:
     return (found.get("status") or {}).get("state")
 
 
-@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_kray_operator_reconciles_its_namespaces_only_and_reports_itself(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any, tmp_path: Path
 ) -> None:

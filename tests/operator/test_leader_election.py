@@ -37,7 +37,6 @@ def identity_of(operator: KrayOperator) -> str | None:
     return None
 
 
-@pytest.mark.timeout(600)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_a_standby_takes_over_within_15_s_of_the_leaders_death(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any, tmp_path: Path
 ) -> None:

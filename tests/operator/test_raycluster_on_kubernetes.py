@@ -78,7 +78,6 @@ async def run_controller(store: Store, namespace: str, stop: asyncio.Event) -> N
     await asyncio.gather(clusters.run(stop), pods.run(stop), controller.run(stop))
 
 
-@pytest.mark.timeout(420)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_autoscaling_multi_host_cluster_gets_rbac_replicas_and_headless_service(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any
 ) -> None:

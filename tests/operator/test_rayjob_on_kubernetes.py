@@ -89,7 +89,6 @@ async def run_controllers(store: Store, namespace: str, stop: asyncio.Event) -> 
     )
 
 
-@pytest.mark.timeout(480)  # its bounded waits need it (tests/test_suite_rules.py)
 async def test_k8s_job_mode_rayjob_makes_its_cluster_submitter_job_and_head_service(
     k8s_control_plane: Any, ray_crds: Any, k8s_namespace: str, kwok_nodes: Any
 ) -> None:

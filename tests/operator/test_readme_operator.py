@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(540)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -20,7 +20,6 @@ def readme_block() -> str:
     return found.group(1)
 
 
-@pytest.mark.timeout(540)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_the_readme_operator_walkthrough_works(k8s_binaries: object, tmp_path: Path) -> None:
     env = {
         **os.environ,

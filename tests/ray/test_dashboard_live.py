@@ -213,7 +213,6 @@ def test_failing_entrypoint_ends_failed(head: RayHead) -> None:
         assert "about-to-fail" in client.get_job_logs(job_id)
 
 
-@pytest.mark.timeout(360)  # its bounded waits need it (tests/test_suite_rules.py)
 def test_stop_a_long_job(head: RayHead) -> None:
     job_id = unique("long")
     with head.client() as client:
