@@ -22,14 +22,36 @@ SHARED = "lm-a"
 
 @pytest.fixture(scope="module")
 def shared(local: Local) -> str:
-    """A 1-CPU head + one 1-CPU worker, shared by the module (tests that change it put it back)."""
+    """A 1-CPU head + one 1-CPU worker, shared by the module; ``ready`` puts it back in that shape."""
     local.create(RAYCLUSTER, raycluster(SHARED))
     local.wait_cluster_ready(SHARED)
     return SHARED
 
 
+def shape(cluster: Obj) -> tuple[bool, int, object]:
+    """What tests change on the shared cluster: suspend, the worker replicas, the workers to delete."""
+    group = cluster["spec"]["workerGroupSpecs"][0]
+    return bool(cluster["spec"].get("suspend")), group.get("replicas"), group.get("scaleStrategy")
+
+
+KNOWN_SHAPE = (False, 1, None)
+
+
+def restore(cluster: Obj) -> None:
+    cluster["spec"]["suspend"] = False
+    cluster["spec"]["workerGroupSpecs"][0]["replicas"] = 1
+    cluster["spec"]["workerGroupSpecs"][0].pop("scaleStrategy", None)
+
+
 @pytest.fixture
 def ready(local: Local, shared: str) -> str:
+    """The shared cluster in its known shape and ready, whatever a test before this one (failing or not) left."""
+    current = local.get(RAYCLUSTER, shared)
+    if current is None or current["metadata"].get("deletionTimestamp"):
+        local.wait_gone(RAYCLUSTER, shared)
+        local.create(RAYCLUSTER, raycluster(shared))
+    elif shape(current) != KNOWN_SHAPE:
+        local.update(RAYCLUSTER, shared, restore)
     local.wait_cluster_ready(shared)
     return shared
 
@@ -37,7 +59,9 @@ def ready(local: Local, shared: str) -> str:
 @pytest.fixture
 def second(local: Local, shared: str) -> str:
     """A second cluster, created when a test needs it and it does not exist (one test deletes it)."""
-    if local.get(RAYCLUSTER, "lm-b") is None:
+    current = local.get(RAYCLUSTER, "lm-b")
+    if current is None or current["metadata"].get("deletionTimestamp"):
+        local.wait_gone(RAYCLUSTER, "lm-b")
         local.create(RAYCLUSTER, raycluster("lm-b"))
     local.wait_cluster_ready("lm-b")
     return "lm-b"
@@ -75,6 +99,7 @@ def test_cluster_status_is_kuberays(local: Local, ready: str) -> None:
     assert local.ray_jobs(ready) is not None
 
 
+@pytest.mark.timeout(720)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_two_clusters_run_side_by_side_on_distinct_ports(local: Local, ready: str, second: str) -> None:
     a, b = local.get(RAYCLUSTER, ready), local.get(RAYCLUSTER, second)
     assert a is not None
@@ -93,6 +118,7 @@ def test_two_clusters_run_side_by_side_on_distinct_ports(local: Local, ready: st
         assert [j["status"] for j in local.ray_jobs(cluster) if j["submission_id"] == submission] == ["SUCCEEDED"]
 
 
+@pytest.mark.timeout(780)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_scale_up_down_and_workers_to_delete(local: Local, ready: str) -> None:
     def replicas(count: int) -> None:
         local.update(RAYCLUSTER, ready, lambda c: c["spec"]["workerGroupSpecs"][0].update(replicas=count))
@@ -314,6 +340,7 @@ def test_the_kray_server_api_is_local_and_needs_its_token(local: Local) -> None:
     assert local.paths.token.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.timeout(660)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_kray_dashboard_prints_a_url_that_works_with_the_printed_token_file(local: Local, ready: str) -> None:
     shown = local.kray("dashboard", ready)
     assert shown.returncode == 0, shown.stderr
