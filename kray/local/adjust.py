@@ -205,7 +205,10 @@ def adjust_pod(
     out = copy.deepcopy(dict(pod))
     spec = out.setdefault("spec", {})
     mapping = _port_mapping(cluster, node)
-    containers = spec.get("containers") or []
+    # KubeRay's in-tree autoscaler talks to a Kubernetes API server: locally it could only crash-loop (and keep
+    # the head pod unready), so the pod runs without it, as before sidecars ran at all.
+    spec["containers"] = [c for c in spec.get("containers") or [] if not _is_kuberay_autoscaler(c)]
+    containers = spec["containers"]
     auth = {"secretKeyRef": {"name": auth_secret, "key": AUTH_SECRET_KEY}}
     for index, container in enumerate([*containers, *(spec.get("initContainers") or [])]):
         is_ray = index == 0
@@ -244,6 +247,13 @@ def adjust_pod(
         _adjust_probe(container.get("livenessProbe"), mapping)
         _adjust_probe(container.get("startupProbe"), mapping)
     return out
+
+
+def _is_kuberay_autoscaler(container: Mapping[str, Any]) -> bool:
+    """The container KubeRay's builder adds for ``enableInTreeAutoscaling`` (whatever ``autoscalerOptions``
+    replaced: its name and its ``KUBERAY_GEN_AUTOSCALER_START_CMD`` stay)."""
+    env = {e.get("name") for e in container.get("env") or ()}
+    return container.get("name") == "autoscaler" and "KUBERAY_GEN_AUTOSCALER_START_CMD" in env
 
 
 KUBERAY_READINESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 10}

@@ -235,3 +235,20 @@ def test_a_readiness_probe_the_manifest_sets_keeps_its_timing() -> None:
     head, worker = _built(readiness=own)
     for pod in (head, worker):
         assert pod["spec"]["containers"][0]["readinessProbe"] == own
+
+
+def test_kuberays_autoscaler_sidecar_is_left_out_and_other_sidecars_stay() -> None:
+    autoscaler = {
+        "name": "autoscaler",
+        "command": ["/bin/bash", "-lc", "--"],
+        "args": ["ray kuberay-autoscaler --cluster-name $(RAY_CLUSTER_NAME)"],
+        "env": [{"name": "KUBERAY_GEN_AUTOSCALER_START_CMD", "value": "ray kuberay-autoscaler"}],
+    }
+    shipper = {"name": "autoscaler-logs", "command": ["sh", "-c", "tail -F /tmp/ray/session_latest/logs/x"]}
+    manifest = pod(head=True)
+    manifest["spec"]["containers"] += [autoscaler, shipper]
+    adjusted = adjust_pod(manifest, head=True, cluster=CLUSTER, node=NODE, auth_secret="c")
+    assert [c["name"] for c in adjusted["spec"]["containers"]] == [
+        manifest["spec"]["containers"][0]["name"],
+        "autoscaler-logs",
+    ]
