@@ -11,6 +11,7 @@ import base64
 import contextlib
 import copy
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -342,3 +343,25 @@ def alive(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def kill_server(local: Local) -> None:
+    """``kill -9`` of the state dir's server (our child: reaped here); its pods' processes are orphaned."""
+    info = local.info
+    assert info is not None
+    os.kill(info.pid, signal.SIGKILL)
+    psutil.Process(info.pid).wait(timeout=10)
+    local.info = None
+
+
+def long_lived(proc: psutil.Process) -> bool:
+    """A pod's own Ray daemons (not job drivers, supervisors or Ray workers, which come and go)."""
+    try:
+        line = " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+    return "ray start" in line or any(name in line for name in ("gcs_server", "/raylet ", "dashboard.py"))
+
+
+running_local = contextlib.contextmanager(start_local)
+"""``with running_local(home) as other:`` a second server on its own state dir, stopped (and swept) at the end."""

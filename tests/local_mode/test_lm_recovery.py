@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -15,26 +13,22 @@ import pytest
 from kray.local.podrunner import RAY_TEMP_DIR_ANNOTATION
 from kray.store import RAYCLUSTER, RAYJOB
 
-from .conftest import KRAY, Local, alive, annotations, cluster_spec, pod_pid, raycluster, rayjob, status, wait_for
+from .conftest import (
+    KRAY,
+    Local,
+    alive,
+    annotations,
+    cluster_spec,
+    kill_server,
+    long_lived,
+    pod_pid,
+    raycluster,
+    rayjob,
+    status,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def kill_server(local: Local) -> None:
-    info = local.info
-    assert info is not None
-    os.kill(info.pid, signal.SIGKILL)
-    psutil.Process(info.pid).wait(timeout=10)  # our child: reaped here
-    local.info = None
-
-
-def long_lived(proc: psutil.Process) -> bool:
-    """A pod's own Ray daemons (not job drivers, supervisors or Ray workers, which come and go)."""
-    try:
-        line = " ".join(proc.cmdline())
-    except psutil.Error:
-        return False
-    return "ray start" in line or any(name in line for name in ("gcs_server", "/raylet ", "dashboard.py"))
 
 
 def test_kill_9_of_the_server_neither_duplicates_processes_nor_submissions(local: Local) -> None:
