@@ -22,6 +22,7 @@ import pytest
 from kray.local import procs
 from kray.local.containers import parse_records
 from kray.local.podrunner import FINALIZER, PROCESSES_ANNOTATION, RunnerSettings, pod_dir
+from kray.local.podstatus import pod_phase
 from kray.local.store import EmbeddedStore
 from kray.store import POD, Obj
 
@@ -278,3 +279,34 @@ async def test_under_never_the_pod_ends_with_its_main_containers_and_takes_its_n
         assert marked(sidecar) == []
         assert ready(ended) == "False"
         await store.delete(POD, "batch", namespace=NAMESPACE)
+
+
+RUN = {"state": {"running": {}}, "started": True}
+OK = {"state": {"terminated": {"exitCode": 0}}}
+BAD = {"state": {"terminated": {"exitCode": 1}}}
+NEW = {"state": {"waiting": {"reason": "ContainerCreating"}}}
+BACKOFF = {"state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 1}}}
+
+
+@pytest.mark.parametrize(
+    ("policy", "init", "sidecars", "containers", "terminal", "phase"),
+    [
+        ("Always", [NEW], [], [NEW], False, "Pending"),  # an init container has not completed
+        ("Always", [OK], [NEW], [NEW], False, "Pending"),  # a native sidecar has not started
+        ("Always", [OK], [RUN], [NEW, RUN], False, "Pending"),  # a main container never started
+        ("Always", [OK], [RUN], [RUN, RUN], False, "Running"),
+        ("Always", [], [], [RUN, BACKOFF], False, "Running"),  # a crash-looping sidecar: still Running
+        ("Always", [], [], [BACKOFF], False, "Running"),  # all between restarts
+        ("Never", [], [RUN], [OK, RUN], False, "Running"),  # the Ray container ended, a sidecar runs
+        ("Never", [], [], [OK, BAD], False, "Failed"),
+        ("Never", [], [RUN], [OK, OK], False, "Running"),  # until the kubelet stops the native sidecars
+        ("Never", [], [{"state": {"terminated": {"exitCode": 143}}}], [OK, OK], True, "Succeeded"),  # stopped: ignored
+        ("OnFailure", [], [], [OK, BACKOFF], False, "Running"),
+        ("OnFailure", [], [], [OK, OK], False, "Succeeded"),
+        ("Always", [BAD], [], [NEW], False, "Failed"),  # local: a failed init container fails the pod
+    ],
+)
+def test_the_pod_phase_is_the_kubelets(
+    policy: str, init: list[Any], sidecars: list[Any], containers: list[Any], terminal: bool, phase: str
+) -> None:
+    assert pod_phase(policy=policy, init=init, sidecars=sidecars, containers=containers, terminal=terminal) == phase
