@@ -14,7 +14,9 @@ import httpx2
 
 from kray.local.server.wire import collection_path, error_from_status, object_path
 from kray.store import Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
+from kray.store import meta as m
 from kray.store.errors import StoreError, Unavailable
+from kray.store.selectors import parse_selector
 
 
 class HttpStore:
@@ -91,13 +93,21 @@ class HttpStore:
     ) -> None:
         await self._call("DELETE", object_path(resource, name, namespace), params={"propagationPolicy": propagation})
 
-    async def watch(
+    def watch(
         self,
         resource: Resource,
         *,
         namespace: str | None = None,
         label_selector: str | None = None,
         resource_version: str,
+    ) -> AsyncIterator[WatchEvent]:
+        # The Store contract: a malformed version or selector is refused by the call, before any iteration.
+        m.parse_resource_version(resource_version)
+        parse_selector(label_selector)
+        return self._watch(resource, namespace, label_selector, resource_version)
+
+    async def _watch(
+        self, resource: Resource, namespace: str | None, label_selector: str | None, resource_version: str
     ) -> AsyncIterator[WatchEvent]:
         params = {"watch": "1", "resourceVersion": resource_version}
         if label_selector:
