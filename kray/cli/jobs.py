@@ -18,8 +18,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from kray.cli.documents import ensure_namespace, read_manifests, store_all
 from kray.cli.fit import refuse_unfit
-from kray.cli.local import EXIT_INVALID, Namespace, _call, fail, load_manifests, require_ray
+from kray.cli.local import EXIT_INVALID, Namespace, TargetNamespace, _call, fail, require_ray
 from kray.local.history import submitter_identity
 from kray.local.server.client import HttpStore
 from kray.store import POD, RAYCLUSTER, RAYJOB
@@ -192,26 +193,35 @@ async def _kept_cluster(store: HttpStore, job: dict[str, Any]) -> str | None:
 @job_app.command("run")
 def run(
     filename: Annotated[str, typer.Option("--filename", "-f", help="A RayJob manifest (KubeRay's format).")],
-    namespace: Namespace = "default",
+    namespace: TargetNamespace = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines, only the driver log.")] = False,
 ) -> None:
     """Run a RayJob on this machine: provision its cluster, run it, stream its log, tear down.
 
     Exit code 0 when the Ray job SUCCEEDED, 1 when it failed or was stopped, 2 for an invalid manifest.
     """
-    objects = [o for o in load_manifests([filename]) if o["kind"] == "RayJob"]
-    if len(objects) != 1:
-        raise fail(f"{filename}: expected exactly one RayJob, found {len(objects)}", EXIT_INVALID)
+    manifests = read_manifests([filename], namespace=namespace)
+    jobs = [p for p in manifests.planned if p.resource is RAYJOB]
+    if len(jobs) != 1:
+        raise fail(f"{filename}: expected exactly one RayJob, found {len(jobs)}", EXIT_INVALID)
     require_ray()
-    refuse_unfit(objects, source=filename)
-    job = objects[0]
-    job["metadata"].setdefault("namespace", namespace)
+    refuse_unfit(list(manifests.documents), source=filename)
+    others = [p for p in manifests.planned if p is not jobs[0]]  # stored first: what the job's pods use
+    job = jobs[0].obj
     job["metadata"].setdefault("annotations", {})["kray.io/submitter"] = submitter_identity()
     ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
     if not quiet:
         err.print(f"[dim]kray:[/dim] running RayJob {ns}/{name} on this machine", highlight=False)
 
+    def say(line: str) -> None:
+        if not quiet:
+            err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False)
+
     async def main(store: HttpStore) -> tuple[dict[str, Any], str | None]:
+        await store_all(store, others, say=say)
+        await ensure_namespace(store, ns, say=say)
+        for line in manifests.skipped:
+            say(line)
         await _replace_finished(store, ns, name)
         await store.create(RAYJOB, job)
         try:

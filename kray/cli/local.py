@@ -10,7 +10,6 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -21,8 +20,8 @@ from rich.markup import escape
 from kray.cli.client import local_paths, with_store
 from kray.cli.fit import refuse_unfit
 from kray.local.server.client import HttpStore
-from kray.store import EVENT, POD, RAYCLUSTER, RAYJOB, Resource
-from kray.store.errors import AlreadyExists, NotFound, StoreError
+from kray.store import EVENT, NAMESPACE, POD, RAYCLUSTER, RAYJOB, Resource
+from kray.store.errors import NotFound, StoreError
 
 server_app = typer.Typer(
     help="The local control-plane server (started on demand by other commands).", no_args_is_help=True
@@ -32,6 +31,10 @@ err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re
 EXIT_INVALID = 2
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the object.")]
+TargetNamespace = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="Namespace of documents that name none (default: default)."),
+]
 Output = Annotated[str, typer.Option("--output", "-o", help="table (default), wide, yaml or json.")]
 
 KINDS: dict[str, Resource] = {
@@ -43,6 +46,9 @@ KINDS: dict[str, Resource] = {
     "jobs": RAYJOB,
     "rayjob": RAYJOB,
     "rayjobs": RAYJOB,
+    "namespace": NAMESPACE,
+    "namespaces": NAMESPACE,
+    "ns": NAMESPACE,
 }
 
 
@@ -64,7 +70,7 @@ def resource(kind: str) -> Resource:
     try:
         return KINDS[kind.lower()]
     except KeyError:
-        raise fail(f"unknown kind {kind!r}; expected clusters or jobs", EXIT_INVALID) from None
+        raise fail(f"unknown kind {kind!r}; expected clusters, jobs or namespaces", EXIT_INVALID) from None
 
 
 # -- server ----------------------------------------------------------------------------------------------
@@ -104,67 +110,25 @@ def server_status() -> None:
 # -- objects ---------------------------------------------------------------------------------------------
 
 
-def load_manifests(filenames: list[str]) -> list[dict[str, Any]]:
-    """Validated ray.io manifests from files (exit 2 with every error otherwise; nothing is created)."""
-    from kray.api.manifest import validate_bytes
-    from kray.cli.render import outcome_lines
-
-    objects: list[dict[str, Any]] = []
-    failed = False
-    for name in filenames:
-        data = sys.stdin.buffer.read() if name == "-" else _read(name)
-        report = validate_bytes(data, source=name)
-        for outcome in report.outcomes:
-            if outcome.errors:
-                failed = True
-                for line in outcome_lines(outcome)[1]:
-                    err.print(line, highlight=False, markup=False)
-            elif outcome.obj is not None:
-                objects.append(outcome.obj.to_dict())
-    if failed:
-        raise typer.Exit(EXIT_INVALID)
-    if not objects:
-        raise fail("no ray.io objects in the given files", EXIT_INVALID)
-    return objects
-
-
-def _read(name: str) -> bytes:
-    try:
-        return Path(name).read_bytes()
-    except OSError as error:
-        raise fail(f"{name}: cannot read: {error.strerror or error}", EXIT_INVALID) from None
-
-
 def apply(
     filenames: Annotated[list[str], typer.Option("--filename", "-f", help="Manifest file(s), or - for stdin.")],
-    namespace: Namespace = "default",
+    namespace: TargetNamespace = None,
 ) -> None:
-    """Create or update RayClusters and RayJobs in local mode."""
-    objects = load_manifests(filenames)
-    require_ray()
-    refuse_unfit(objects, source=", ".join(filenames))
+    """Create or update RayClusters and RayJobs, and the ConfigMaps, Secrets, ServiceAccounts,
+    PersistentVolumeClaims and Namespaces of the same files, in local mode (other kinds are skipped)."""
+    from kray.cli.documents import read_manifests, store_all
 
-    async def run(store: HttpStore) -> list[str]:
-        done = []
-        for obj in objects:
-            kind = RAYCLUSTER if obj["kind"] == "RayCluster" else RAYJOB if obj["kind"] == "RayJob" else None
-            if kind is None:
-                done.append(f"{obj['kind']}/{obj['metadata']['name']} skipped: local mode runs RayClusters and RayJobs")
-                continue
-            obj["metadata"].setdefault("namespace", namespace)
-            try:
-                await store.create(kind, obj)
-                done.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} created")
-            except AlreadyExists:
-                current = await store.get(kind, obj["metadata"]["name"], namespace=obj["metadata"]["namespace"])
-                obj["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-                obj["metadata"] = {**current["metadata"], **obj["metadata"]}
-                await store.replace(kind, obj)
-                done.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} configured")
-        return done
+    manifests = read_manifests(filenames, namespace=namespace)
+    if any(p.resource in (RAYCLUSTER, RAYJOB) for p in manifests.planned):
+        require_ray()
+    refuse_unfit(list(manifests.documents), source=", ".join(filenames))
 
-    for line in _call(run):
-        out.print(line, highlight=False)
+    async def run(store: HttpStore) -> None:
+        await store_all(store, manifests.planned, say=lambda line: out.print(line, highlight=False, markup=False))
+
+    _call(run)
+    for line in manifests.skipped:
+        out.print(line, highlight=False, markup=False)
 
 
 def _call(action: Any) -> Any:
@@ -175,7 +139,7 @@ def _call(action: Any) -> Any:
 
 
 def get(
-    kind: Annotated[str, typer.Argument(help="clusters or jobs")],
+    kind: Annotated[str, typer.Argument(help="clusters, jobs or namespaces")],
     name: Annotated[str | None, typer.Argument(help="Only this object.")] = None,
     namespace: Namespace = "default",
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
@@ -185,7 +149,7 @@ def get(
     from kray.cli.render import cluster_table, job_rows, job_table
 
     target = resource(kind)
-    ns = None if all_namespaces else namespace
+    ns = None if all_namespaces or not target.namespaced else namespace
 
     async def run(store: HttpStore) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         items = (await store.list(target, namespace=ns)).items
@@ -209,7 +173,13 @@ def get(
         sys.stdout.write(text.rstrip("\n") + "\n")  # verbatim: no wrapping at the terminal's width
         return
     now = datetime.now(UTC)
-    if target is RAYCLUSTER:
+    if target is NAMESPACE:
+        from kray.cli.documents import namespace_table
+
+        if not items:
+            raise fail(f"namespace {name!r} not found")
+        sys.stdout.write(namespace_table(items, now=now) + "\n")
+    elif target is RAYCLUSTER:
         if not items:
             err.print(f"No RayClusters found in {ns or 'any namespace'}.")
             return
@@ -286,25 +256,27 @@ def _container_line(entry: dict[str, Any]) -> str:
 
 
 def delete(
-    kind: Annotated[str, typer.Argument(help="cluster or job")],
+    kind: Annotated[str, typer.Argument(help="cluster, job or namespace")],
     name: Annotated[str, typer.Argument()],
     namespace: Namespace = "default",
     wait: Annotated[bool, typer.Option(help="Wait until it and its Ray processes are gone.")] = True,
 ) -> None:
-    """Delete a RayCluster or RayJob; its pods (Ray processes) go with it. Job history stays."""
+    """Delete a RayCluster, a RayJob, or a namespace with everything in it; pods (Ray processes) go with
+    them. Job history stays."""
     target = resource(kind)
+    scope = namespace if target.namespaced else None
 
     async def run(store: HttpStore) -> None:
         import asyncio
 
         try:
-            await store.delete(target, name, namespace=namespace, propagation="Foreground")
+            await store.delete(target, name, namespace=scope, propagation="Foreground")
         except NotFound:
             raise fail(f"{kind} {name!r} not found") from None
         deadline = time.monotonic() + 120
         while wait and time.monotonic() < deadline:
             try:
-                await store.get(target, name, namespace=namespace)
+                await store.get(target, name, namespace=scope)
             except NotFound:
                 return
             await asyncio.sleep(0.5)
