@@ -7,10 +7,12 @@ the machine's own environment by the pod runner. Kubernetes' ``$(VAR)`` referenc
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from kray._ray.quantity import parse_quantity
 from kray.store import CONFIGMAP, SECRET, Obj, Store
 from kray.store.errors import NotFound
 
@@ -102,10 +104,14 @@ async def resolve_env(*, store: Store, pod: Obj, container: Mapping[str, Any]) -
 
 
 def _resource_field(container: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+    """The kubelet's value: the quantity divided by ``divisor`` (default 1), rounded up to an integer."""
     resource = str(ref.get("resource", ""))
     kind, _, name = resource.partition(".")
     value = ((container.get("resources") or {}).get(kind) or {}).get(name)
-    return str(value) if value is not None else ""
+    if value is None:
+        return ""
+    divisor = parse_quantity(ref.get("divisor") or "1").amount
+    return str(math.ceil(parse_quantity(value).amount / divisor))
 
 
 def _expand(value: str, env: Mapping[str, str]) -> str:
