@@ -89,6 +89,34 @@ class ProcessRecord:
             return None
 
 
+PROCESSES_ANNOTATION = "kray.io/processes"
+"""Every container's process record on its Pod (JSON: container name → pid, createTime, tag)."""
+PID_ANNOTATION = "kray.io/pid"
+CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
+TAG_ANNOTATION = "kray.io/process-tag"
+"""The Ray container's (``containers[0]``) record also under these three, as earlier versions kept it."""
+
+
+def pod_records(pod: Mapping[str, Any]) -> dict[str, ProcessRecord]:
+    """Each container's process record; a pod from before per-container records has only the Ray
+    container's, under the single annotations."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    records = parse_records(annotations.get(PROCESSES_ANNOTATION))
+    containers = (pod.get("spec") or {}).get("containers") or [{}]
+    ray = str(containers[0].get("name") or "")
+    if ray not in records:
+        legacy = ProcessRecord.parse(
+            {
+                "pid": annotations.get(PID_ANNOTATION),
+                "createTime": annotations.get(CREATE_TIME_ANNOTATION),
+                "tag": annotations.get(TAG_ANNOTATION),
+            }
+        )
+        if legacy is not None:
+            records[ray] = legacy
+    return records
+
+
 def parse_records(text: str | None) -> dict[str, ProcessRecord]:
     """The per-container records of a Pod's annotation; junk is dropped (that container starts afresh)."""
     try:

@@ -33,8 +33,19 @@ from typing import Any
 import structlog
 
 from kray.local import procs
-from kray.local.containers import MESSAGE_LIMIT, ContainerRunner, ProcessRecord, Role, parse_records, role_of
+from kray.local.containers import (
+    CREATE_TIME_ANNOTATION,
+    MESSAGE_LIMIT,
+    PID_ANNOTATION,
+    PROCESSES_ANNOTATION,
+    TAG_ANNOTATION,
+    ContainerRunner,
+    ProcessRecord,
+    Role,
+    role_of,
+)
 from kray.local.containers import now as _now
+from kray.local.containers import pod_records as _records
 from kray.local.errors import LocalError
 from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
 from kray.local.podenv import LOCAL_POD_IP, expand_args, resolve_env
@@ -47,16 +58,27 @@ from kray.runtime.workqueue import ShutDown, WorkQueue
 from kray.store import POD, Obj, Store
 from kray.store.errors import NotFound, StoreError
 
+__all__ = [
+    "BACKOFF_CAP",
+    "BACKOFF_START",
+    "CREATE_TIME_ANNOTATION",
+    "FINALIZER",
+    "HOME_ENV",
+    "PID_ANNOTATION",
+    "PORT_OWNER_ANNOTATION",
+    "PROCESSES_ANNOTATION",
+    "RAY_TEMP_DIR_ANNOTATION",
+    "TAG_ANNOTATION",
+    "PodRunner",
+    "PodTask",
+    "RunnerSettings",
+    "pod_dir",
+]
+
 log = structlog.get_logger(__name__)
 
 HOME_ENV = "KRAY_LOCAL_HOME"
 """Every pod process carries its state dir, so ``kray server stop`` can sweep orphans."""
-PROCESSES_ANNOTATION = "kray.io/processes"
-"""Every container's process record (JSON: container name → pid, createTime, tag)."""
-PID_ANNOTATION = "kray.io/pid"
-CREATE_TIME_ANNOTATION = "kray.io/pid-create-time"
-TAG_ANNOTATION = "kray.io/process-tag"
-"""The Ray container's (``containers[0]``) record also under these three, as earlier versions kept it."""
 PORT_OWNER_ANNOTATION = "kray.io/port-owner"
 RAY_TEMP_DIR_ANNOTATION = "kray.io/ray-temp-dir"
 """The Ray temp dir (``--temp-dir``) the pod's processes share with the rest of its cluster. The runner
@@ -527,23 +549,3 @@ class PodTask:
             )
         except NotFound:
             raise asyncio.CancelledError from None
-
-
-def _records(pod: Obj) -> dict[str, ProcessRecord]:
-    """Each container's process record; a pod from before per-container records has only the Ray
-    container's, under the single annotations."""
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    records = parse_records(annotations.get(PROCESSES_ANNOTATION))
-    containers = (pod.get("spec") or {}).get("containers") or [{}]
-    ray = str(containers[0].get("name") or "")
-    if ray not in records:
-        legacy = ProcessRecord.parse(
-            {
-                "pid": annotations.get(PID_ANNOTATION),
-                "createTime": annotations.get(CREATE_TIME_ANNOTATION),
-                "tag": annotations.get(TAG_ANNOTATION),
-            }
-        )
-        if legacy is not None:
-            records[ray] = legacy
-    return records
