@@ -4,6 +4,9 @@ KubeRay loses a job's logs with its cluster; kray's RayJob controller tells this
 every status, and it records the job in ``history.sqlite`` and copies the driver log from Ray's
 dashboard into ``logs/<namespace>/<rayjob>/<submission id>.log`` while the job runs and once more
 when it ends (the final copy is complete, and marked so).
+
+While a job's dashboard does not answer, its copies are spaced (:class:`LogBackoff`: 1 s doubling to
+30 s, per job, reset by a copy that works) and the outage is logged once, not at every status.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import asyncio
 import getpass
 import socket
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,9 +106,44 @@ class JobRecord:
         return {name: getattr(self, name) for name in _FIELDS}
 
 
+@dataclass
+class LogBackoff:
+    """When each job's log may next be asked of its dashboard, after failed attempts (keyed by record uid)."""
+
+    first: float = 1.0
+    longest: float = 30.0
+    clock: Callable[[], float] = time.monotonic
+    _waits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """uid -> (next attempt at, the wait after that one fails)."""
+    _finals: set[str] = field(default_factory=set)
+    """Jobs whose first attempt after they ended was made (it skips the wait: it may be the complete copy)."""
+
+    def due(self, uid: str, *, final: bool = False) -> bool:
+        wait = self._waits.get(uid)
+        if wait is None:
+            return True
+        if final and uid not in self._finals:
+            self._finals.add(uid)
+            return True
+        return self.clock() >= wait[0]
+
+    def failed(self, uid: str) -> bool:
+        """Record a failure; True when it starts an outage (the one to report)."""
+        started = uid not in self._waits
+        delay = self.first if started else self._waits[uid][1]
+        self._waits[uid] = (self.clock() + delay, min(delay * 2, self.longest))
+        return started
+
+    def succeeded(self, uid: str) -> bool:
+        """Forget the job's outage; True when there was one."""
+        self._finals.discard(uid)
+        return self._waits.pop(uid, None) is not None
+
+
 class JobHistory:
-    def __init__(self, paths: LocalPaths) -> None:
+    def __init__(self, paths: LocalPaths, *, backoff: LogBackoff | None = None) -> None:
         self.paths = paths
+        self.backoff = backoff or LogBackoff()
         with self._db() as db:
             db.executescript(_SCHEMA)
 
@@ -134,8 +173,9 @@ class JobHistory:
         if row is None:
             return  # no Ray job yet (New, Retrying, Suspended, ...): nothing to remember, no phantom row
         await asyncio.to_thread(self._upsert, row)
-        if dashboard is not None:
-            await self._copy_log(row, dashboard, terminal=status.get("jobStatus") in _TERMINAL)
+        terminal = status.get("jobStatus") in _TERMINAL
+        if dashboard is not None and self.backoff.due(row["uid"], final=terminal):
+            await self._copy_log(row, dashboard, terminal=terminal)
 
     async def deleted(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
         """The RayJob is going away (its Ray job was asked to stop): record how it ended, and the whole log."""
@@ -152,8 +192,9 @@ class JobHistory:
         row.update(job_status=ray_status, deployment_status=DELETED)
         row["end_time"] = row["end_time"] or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await asyncio.to_thread(self._upsert, row)
-        if dashboard is not None:
+        if dashboard is not None:  # the last chance: tried whatever the backoff says
             await self._copy_log(row, dashboard, terminal=True)
+        self.backoff.succeeded(row["uid"])  # nothing is asked of this job any more
 
     def _row(self, job: Obj, status: dict[str, Any]) -> dict[str, Any] | None:
         meta = job["metadata"]
@@ -187,8 +228,11 @@ class JobHistory:
         try:
             text = await dashboard.get_job_logs(row["submission_id"])
         except DashboardError as error:
-            log.debug("history.logs_unavailable", job=row["name"], error=str(error))
+            if self.backoff.failed(row["uid"]):
+                log.debug("history.logs_unavailable", job=row["name"], error=str(error))
             return
+        if self.backoff.succeeded(row["uid"]):
+            log.debug("history.logs_available", job=row["name"])
         await asyncio.to_thread(_write_if_longer, Path(row["log_path"]), text)
         if terminal:
             await asyncio.to_thread(self._mark_complete, row["uid"])
