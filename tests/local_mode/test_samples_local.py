@@ -1,0 +1,452 @@
+"""KubeRay's samples, unchanged, on one machine (issue 8): each one runs, or is refused before anything starts.
+
+``docs/local-mode.md``'s ``<!-- samples:corpus -->`` block says, for every file of ``shared/kuberay-samples``,
+what ``kray apply``/``kray job run`` do with it; this module holds the CLI to that list, both ways: a sample
+not listed fails, and so does a listed file that is gone.
+
+- ``runs: cluster``: ``kray apply -f FILE`` and the RayCluster reaches ``ready``; ``runs: job``: ``kray job run
+  -f FILE`` exits 0 with the RayJob ``Complete``. Each runs in its own namespace (samples share names), several
+  at once on one server (``KRAY_SAMPLES_CONCURRENCY``, 3 by default: the fastest on 2 cores), then is deleted
+  and every process of its pods must be gone.
+- ``refused``/``invalid``/``nothing``: the CLI exits 1 (2), names the listed field, and the store gains nothing.
+
+Every wait is bounded and its failure says what it last saw (pods, container states, job status, log lines).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import yaml
+
+from kray.local import procs
+from kray.local.podrunner import CREATE_TIME_ANNOTATION, PID_ANNOTATION, TAG_ANNOTATION
+from kray.local.server.client import HttpStore
+from kray.store import (
+    CONFIGMAP,
+    INGRESS,
+    JOB,
+    NAMESPACE,
+    PERSISTENT_VOLUME_CLAIM,
+    POD,
+    RAYCLUSTER,
+    RAYCRONJOB,
+    RAYJOB,
+    RAYSERVICE,
+    ROLE,
+    ROLE_BINDING,
+    SECRET,
+    SERVICE,
+    SERVICE_ACCOUNT,
+    Obj,
+    Resource,
+)
+from kray.store.errors import NotFound, StoreError
+from tests.local_mode.conftest import KRAY, Local, start_local
+
+pytestmark = [pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT.parent / "shared" / "kuberay-samples"
+DOC = ROOT / "docs" / "local-mode.md"
+CONCURRENCY = int(os.environ.get("KRAY_SAMPLES_CONCURRENCY", "3"))
+REFUSAL_CONCURRENCY = 6
+CLUSTER_READY = 300.0
+JOB_RUN = 480.0
+TEARDOWN = 180.0
+LONG_RUNNING = {"ray-job.kueue-toy-sample.yaml": 600.0}
+"""Seconds a sample's own entrypoint runs, beyond the usual job (scheduled first, waited for longer)."""
+EXISTING_CLUSTER = {"ray-job.use-existing-raycluster.yaml": ("ray-cluster.sample.yaml", "ray-cluster-kuberay")}
+"""A job that selects a cluster no sample of that name creates: the given sample is applied under that name first."""
+INTERACTIVE_ENTRYPOINT = "python -c \"import ray; ray.init(); print('interactive', ray.cluster_resources())\""
+STORED = (
+    RAYCLUSTER,
+    RAYJOB,
+    RAYSERVICE,
+    RAYCRONJOB,
+    POD,
+    SERVICE,
+    SECRET,
+    CONFIGMAP,
+    NAMESPACE,
+    SERVICE_ACCOUNT,
+    PERSISTENT_VOLUME_CLAIM,
+    ROLE,
+    ROLE_BINDING,
+    INGRESS,
+    JOB,
+)
+
+
+# -- the list ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    file: str
+    runs: str | None = None
+    refused: str | None = None
+    invalid: str | None = None
+    nothing: str | None = None
+    why: str = ""
+    note: str = ""
+
+    @property
+    def path(self) -> Path:
+        return SAMPLES / self.file
+
+
+def corpus() -> list[Entry]:
+    found = re.search(r"<!-- samples:corpus -->\s*```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    assert found, f"{DOC} lacks the <!-- samples:corpus --> yaml block"
+    entries = [Entry(**item) for item in yaml.safe_load(found.group(1)) or []]
+    for entry in entries:
+        outcomes = [o for o in (entry.runs, entry.refused, entry.invalid, entry.nothing) if o]
+        assert len(outcomes) == 1, f"{entry.file}: give exactly one of runs/refused/invalid/nothing"
+        assert entry.runs in (None, "cluster", "job"), f"{entry.file}: runs is cluster or job, not {entry.runs!r}"
+    return entries
+
+
+ENTRIES = corpus()
+RUNS = [e for e in ENTRIES if e.runs]
+REJECTED = [e for e in ENTRIES if not e.runs]
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+def command_for(path: Path) -> list[str]:
+    """What a user runs: ``kray job run`` for a RayJob file, ``kray apply`` for anything else."""
+    kinds = {d.get("kind") for d in documents(path)}
+    if "RayJob" in kinds and "RayCluster" not in kinds:
+        return ["job", "run", "-f", str(path)]
+    return ["apply", "-f", str(path)]
+
+
+def test_every_sample_is_listed() -> None:
+    on_disk = {p.name for p in SAMPLES.glob("*.yaml")}
+    listed = [e.file for e in ENTRIES]
+    duplicates = sorted({name for name in listed if listed.count(name) > 1})
+    assert not duplicates, f"listed twice in {DOC.name}: {duplicates}"
+    assert on_disk, f"no samples in {SAMPLES}"
+    unlisted = sorted(on_disk - set(listed))
+    gone = sorted(set(listed) - on_disk)
+    assert not unlisted, f"samples missing from the <!-- samples:corpus --> block of {DOC.name}: {unlisted}"
+    assert not gone, f"listed in {DOC.name} but not in {SAMPLES}: {gone}"
+
+
+# -- refused before anything starts -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
+    yield from start_local(tmp_path_factory.mktemp("samples"))
+
+
+def stored(local: Local) -> set[tuple[str, str, str, str]]:
+    """Every object the server stores, in every namespace."""
+
+    async def action(store: HttpStore) -> set[tuple[str, str, str, str]]:
+        out: set[tuple[str, str, str, str]] = set()
+        for resource in STORED:
+            for obj in (await store.list(resource)).items:
+                meta = obj["metadata"]
+                out.add((resource.kind, meta.get("namespace") or "", meta["name"], meta.get("uid") or ""))
+        return out
+
+    return local.call(action)
+
+
+@dataclass
+class Refusals:
+    results: dict[str, subprocess.CompletedProcess[str]]
+    new_objects: set[tuple[str, str, str, str]]
+
+
+@pytest.fixture(scope="module")
+def refusals(local: Local) -> Refusals:
+    """The CLI on every sample that must not run, a few at a time (each is its own short-lived process)."""
+    before = stored(local)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REFUSAL_CONCURRENCY) as pool:
+        futures = {e.file: pool.submit(local.kray, *command_for(e.path), timeout=120) for e in REJECTED}
+        results = {name: future.result() for name, future in futures.items()}
+    return Refusals(results, stored(local) - before)
+
+
+@pytest.mark.timeout(900)  # the first test waits for every refusal (the module fixture runs them all)
+@pytest.mark.parametrize("entry", REJECTED, ids=lambda e: e.file)
+def test_refused_before_anything_starts(refusals: Refusals, entry: Entry) -> None:
+    result = refusals.results[entry.file]
+    said = result.stdout + result.stderr
+    expected_code = 1 if entry.refused else 2
+    assert result.returncode == expected_code, f"{entry.file}: exit {result.returncode}, not {expected_code}:\n{said}"
+    assert "Traceback" not in said, said
+    if entry.nothing:
+        assert "nothing to store" in result.stderr, said
+    else:
+        field_path = entry.refused or entry.invalid
+        assert f": {field_path}: " in result.stderr, f"{entry.file}: the message does not name {field_path}:\n{said}"
+    names = {str((d.get("metadata") or {}).get("name")) for d in documents(entry.path)}
+    mine = sorted(o for o in refusals.new_objects if o[2] in names or any(o[2].startswith(f"{n}-") for n in names))
+    assert not mine, f"{entry.file}: stored although refused: {mine}"
+
+
+def test_refusals_store_nothing(refusals: Refusals) -> None:
+    assert not refusals.new_objects, f"stored by the refused samples: {sorted(refusals.new_objects)}"
+
+
+# -- runs, unchanged --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    message: str
+    seconds: float
+
+
+@dataclass
+class Tracker:
+    """Remembers every pod seen in a namespace (with its process identity), to check its processes end."""
+
+    local: Local
+    namespace: str
+    pods: dict[str, Obj] = field(default_factory=dict)
+
+    def look(self) -> list[Obj]:
+        try:
+            items = self.local.list(POD, namespace=self.namespace)
+        except StoreError:
+            return []
+        for pod in items:
+            if PID_ANNOTATION in (pod["metadata"].get("annotations") or {}):
+                self.pods[pod["metadata"]["name"]] = pod
+        return items
+
+    def live_processes(self) -> list[str]:
+        alive = []
+        for name, pod in self.pods.items():
+            notes = pod["metadata"]["annotations"]
+            handle = procs.adopt(
+                int(notes[PID_ANNOTATION]), float(notes[CREATE_TIME_ANNOTATION]), tag=notes.get(TAG_ANNOTATION)
+            )
+            if handle is not None:
+                alive += [f"{name}: pid {p.pid} {p.name()}" for p in procs.members(handle)]
+        return alive
+
+
+def get(local: Local, resource: Resource, name: str, namespace: str) -> Obj | None:
+    return local.get(resource, name, namespace=namespace)
+
+
+def describe(local: Local, namespace: str) -> str:
+    """What a namespace looks like: clusters, jobs and each pod's phase, container state and last log lines."""
+    lines = []
+    try:
+        for cluster in local.list(RAYCLUSTER, namespace=namespace):
+            status = cluster.get("status") or {}
+            lines.append(
+                f"RayCluster {cluster['metadata']['name']}: state={status.get('state')} "
+                f"reason={status.get('reason')} ready workers={status.get('readyWorkerReplicas')}"
+            )
+        for job in local.list(RAYJOB, namespace=namespace):
+            status = job.get("status") or {}
+            lines.append(
+                f"RayJob {job['metadata']['name']}: {status.get('jobDeploymentStatus')} "
+                f"job={status.get('jobStatus')} {status.get('reason') or ''} {str(status.get('message') or '')[-300:]}"
+            )
+        for pod in local.list(POD, namespace=namespace):
+            lines.append(pod_line(pod))
+    except StoreError as error:
+        lines.append(f"(store: {error})")
+    return "\n  ".join(["", *lines]) if lines else " (nothing in the namespace)"
+
+
+def pod_line(pod: Obj) -> str:
+    status = pod.get("status") or {}
+    ready = next((c.get("status") for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    parts = [f"pod {pod['metadata']['name']}: phase={status.get('phase')} ready={ready}"]
+    if status.get("message"):
+        parts.append(f"message={str(status['message'])[-300:]!r}")
+    for container in status.get("containerStatuses") or ():
+        state = container.get("state") or {}
+        last = ((container.get("lastState") or {}).get("terminated") or {}).get("message") or ""
+        tail = " | ".join(last.strip().splitlines()[-3:])
+        parts.append(
+            f"{container.get('name')}: {next(iter(state), '?')} "
+            f"{(state.get('waiting') or {}).get('reason') or ''} restarts={container.get('restartCount')}"
+            + (f" last log: {tail}" if tail else "")
+        )
+    return "; ".join(parts)
+
+
+def wait(probe: Callable[[], Any], *, timeout: float, what: str, local: Local, namespace: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout:.0f}s waiting for {what}; last seen:{describe(local, namespace)}"
+            )
+        time.sleep(1.0)
+
+
+def apply_cluster(local: Local, path: Path, namespace: str, tracker: Tracker) -> str:
+    result = local.kray("apply", "-f", str(path), "-n", namespace, timeout=120)
+    assert result.returncode == 0, f"kray apply -f {path.name} exited {result.returncode}:\n{result.stderr}"
+    name = str(next(d["metadata"]["name"] for d in documents(path) if d.get("kind") == "RayCluster"))
+
+    def ready() -> bool:
+        tracker.look()
+        cluster = get(local, RAYCLUSTER, name, namespace)
+        return ((cluster or {}).get("status") or {}).get("state") == "ready"
+
+    wait(ready, timeout=CLUSTER_READY, what=f"RayCluster {name} ready", local=local, namespace=namespace)
+    return name
+
+
+def run_job(local: Local, path: Path, namespace: str, tracker: Tracker, *, timeout: float) -> None:
+    """``kray job run -f``; an InteractiveMode job gets its submission as ``kubectl ray job submit`` makes it."""
+    interactive = any((d.get("spec") or {}).get("submissionMode") == "InteractiveMode" for d in documents(path))
+    process = subprocess.Popen(
+        [KRAY, "job", "run", "-f", str(path), "-n", namespace],
+        env=local.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        if interactive:
+            submit_interactively(local, namespace, tracker, timeout=CLUSTER_READY)
+        while process.poll() is None and time.monotonic() < deadline:
+            tracker.look()
+            time.sleep(1.0)
+        if process.poll() is None:
+            process.terminate()
+            out, err = process.communicate(timeout=30)
+            raise AssertionError(
+                f"kray job run -f {path.name} had not ended after {timeout:.0f}s; it said:\n{err[-2000:]}\n"
+                f"{out[-1500:]}\nlast seen:{describe(local, namespace)}"
+            )
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=30)
+    assert process.returncode == 0, (
+        f"kray job run -f {path.name} exited {process.returncode}:\n{err[-2500:]}\ndriver log tail:\n{out[-1500:]}"
+        f"\nlast seen:{describe(local, namespace)}"
+    )
+    assert ": Complete (Ray job" in err, f"kray job run -f {path.name} did not report Complete:\n{err[-2000:]}"
+
+
+def submit_interactively(local: Local, namespace: str, tracker: Tracker, *, timeout: float) -> None:
+    def waiting() -> Obj | None:
+        tracker.look()
+        jobs = local.list(RAYJOB, namespace=namespace)
+        ready = [j for j in jobs if (j.get("status") or {}).get("jobDeploymentStatus") == "Waiting"]
+        return ready[0] if ready else None
+
+    job = wait(waiting, timeout=timeout, what="the InteractiveMode RayJob Waiting", local=local, namespace=namespace)
+    name, cluster_name = job["metadata"]["name"], job["status"]["rayClusterName"]
+    cluster = get(local, RAYCLUSTER, cluster_name, namespace)
+    secret = get(local, SECRET, cluster_name, namespace)
+    assert cluster is not None, f"cluster {cluster_name} is gone"
+    assert secret is not None, f"cluster {cluster_name} has no token Secret"
+
+    token = base64.b64decode(secret["data"]["auth_token"]).decode()
+    dashboard = f"http://127.0.0.1:{cluster['status']['endpoints']['dashboard']}"
+    submission = f"interactive-{secrets.token_hex(4)}"
+    response = httpx2.post(
+        f"{dashboard}/api/jobs/",
+        json={"entrypoint": INTERACTIVE_ENTRYPOINT, "submission_id": submission},
+        headers={"x-ray-authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, f"submitting to {dashboard}: {response.status_code} {response.text[:300]}"
+    local.update(RAYJOB, name, lambda obj: obj["spec"].update(jobId=submission), namespace=namespace)
+
+
+def tear_down(local: Local, namespace: str, tracker: Tracker) -> None:
+    """Delete what the sample made, as a user would, and wait until its pods and their processes are gone."""
+    for resource, kind in ((RAYJOB, "job"), (RAYCLUSTER, "cluster")):
+        for obj in local.list(resource, namespace=namespace):
+            local.kray("delete", kind, obj["metadata"]["name"], "-n", namespace, timeout=60)
+
+    def gone() -> bool:
+        return not tracker.look() and not local.list(RAYCLUSTER, namespace=namespace)
+
+    wait(gone, timeout=TEARDOWN, what="the sample's clusters and pods gone", local=local, namespace=namespace)
+    deadline = time.monotonic() + 30
+    left = tracker.live_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(1.0)
+        left = tracker.live_processes()
+    assert not left, f"processes left after the sample was deleted: {left}"
+
+
+def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
+    started = time.monotonic()
+    tracker = Tracker(local, namespace)
+    try:
+        try:
+            if entry.runs == "cluster":
+                apply_cluster(local, entry.path, namespace, tracker)
+            else:
+                if entry.file in EXISTING_CLUSTER:
+                    sample, name = EXISTING_CLUSTER[entry.file]
+                    renamed = local.manifests / f"{namespace}-{name}.yaml"
+                    docs = documents(SAMPLES / sample)
+                    for doc in docs:
+                        if doc.get("kind") == "RayCluster":
+                            doc["metadata"]["name"] = name
+                    renamed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+                    apply_cluster(local, renamed, namespace, tracker)
+                timeout = JOB_RUN + LONG_RUNNING.get(entry.file, 0.0)
+                run_job(local, entry.path, namespace, tracker, timeout=timeout)
+        finally:
+            tear_down(local, namespace, tracker)
+    except (AssertionError, StoreError, NotFound, subprocess.SubprocessError, OSError) as error:
+        return Outcome(False, str(error), time.monotonic() - started)
+    return Outcome(True, "", time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def ran(local: Local) -> dict[str, Outcome]:
+    """Every runnable sample, several at a time (longest first), each in its own namespace."""
+    order = sorted(RUNS, key=lambda e: -LONG_RUNNING.get(e.file, 0.0))
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        futures = {
+            entry.file: pool.submit(run_sample, local, entry, f"sample-{index}") for index, entry in enumerate(order)
+        }
+        outcomes = {name: future.result() for name, future in futures.items()}
+    took = time.monotonic() - started
+    print(f"\n{len(outcomes)} samples ran in {took:.0f}s with concurrency {CONCURRENCY}:")
+    for name, outcome in sorted(outcomes.items(), key=lambda item: -item[1].seconds):
+        print(f"  {outcome.seconds:5.0f}s {'ok  ' if outcome.ok else 'FAIL'} {name}")
+    return outcomes
+
+
+@pytest.mark.timeout(2400)  # the first test waits for every sample (the module fixture runs them all)
+@pytest.mark.parametrize("entry", RUNS, ids=lambda e: e.file)
+def test_runs_unchanged(ran: dict[str, Outcome], entry: Entry) -> None:
+    outcome = ran[entry.file]
+    assert outcome.ok, f"{entry.file} ({entry.runs}, {outcome.seconds:.0f}s): {outcome.message}"
