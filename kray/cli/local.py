@@ -145,7 +145,7 @@ def get(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
     output: Output = "table",
 ) -> None:
-    """List RayClusters or RayJobs (jobs include finished ones whose RayJob is gone)."""
+    """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone) or namespaces."""
     from kray.cli.render import cluster_table, job_rows, job_table
 
     target = resource(kind)
