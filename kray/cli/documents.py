@@ -73,7 +73,9 @@ def read_manifests(filenames: list[str], *, namespace: str | None) -> Manifests:
                 documents.append(content)
     if failed:
         raise typer.Exit(EXIT_INVALID)
-    if not planned:
+    # A RayService or RayCronJob alone is not "nothing to store": the fit check refuses it naming its kind.
+    unrun = any(str(d.get("apiVersion", "")).startswith("ray.io/") for d in documents)
+    if not planned and not unrun:
         for line in skipped:
             err.print(line, highlight=False, markup=False)
         _exit(f"nothing to store: {', '.join(filenames)} has no RayCluster, RayJob or document pods use")

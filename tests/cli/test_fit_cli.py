@@ -49,8 +49,12 @@ def one_line(text: str) -> str:
             "spec.rayClusterSpec.headGroupSpec.template.spec.containers[0].resources.limits[nvidia.com/gpu]: "
             "requests 4, this machine has",
         ),
+        (
+            ["apply", "-f", str(SAMPLES / "ray-service.sample.yaml")],
+            "error: {file}: RayService/rayservice-sample: kind: local mode runs RayCluster and RayJob objects",
+        ),
     ],
-    ids=["apply-tpu", "job-run-gpu"],
+    ids=["apply-tpu", "job-run-gpu", "apply-rayservice-alone"],
 )
 def test_a_sample_needing_devices_is_refused_and_nothing_is_created(home: Path, args: list[str], line: str) -> None:
     result = CliRunner().invoke(app, args)
