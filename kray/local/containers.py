@@ -12,8 +12,9 @@ the pod's other containers, so a crashing log shipper restarts without touching 
   kills the container), then readiness (a container without one is ready while running and started) and
   liveness (a failure kills the container);
 - after an exit the container restarts when its policy says so (the pod's ``restartPolicy``; ``Always``
-  for a native sidecar), after the kubelet's doubling back-off, reporting ``CrashLoopBackOff`` meanwhile;
-  the previous exit stays in ``lastState.terminated`` (exit code, reason, the run's last log lines).
+  for a native sidecar), after the kubelet's doubling back-off (:mod:`kray.local.crashloop`; kept by this
+  runner, as the kubelet keeps it in memory), reporting ``CrashLoopBackOff`` meanwhile; the previous exit
+  stays in ``lastState.terminated`` (exit code, reason, the run's last log lines).
 
 Every change of state is reported to the pod, which writes the whole pod status (``PodSide.report``).
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +35,7 @@ from typing import Any, Protocol
 import structlog
 
 from kray.local import procs
+from kray.local.crashloop import backoff_message, next_backoff
 from kray.local.errors import LocalError, ProbeSpecError
 from kray.local.podenv import LOCAL_POD_IP, EnvError
 from kray.local.probes import ProbeEvent, ProbeKind, ProbeRunner, parse_probe
@@ -143,6 +146,8 @@ class PodSide(Protocol):
     """What a container needs from its pod."""
 
     name: str
+    namespace: str
+    pod: dict[str, Any]
 
     @property
     def settings(self) -> Timing: ...
@@ -189,6 +194,10 @@ class ContainerRunner:
         self.started_event = asyncio.Event()
         """Set once the container has started (its startup probe passed): the next init container may go."""
         self._spawning: asyncio.Future[procs.ProcessHandle] | None = None
+        self._step: float | None = None
+        """The back-off before the last restart (None: none yet): restartCount only grows, this resets."""
+        self._ran: float | None = None
+        """How long the last run lasted, in seconds (None: unknown, e.g. a process this runner adopted)."""
 
     # -- status ---------------------------------------------------------------------------------------
 
@@ -295,25 +304,32 @@ class ContainerRunner:
     async def _attempt(self, env: dict[str, str], adopted: procs.ProcessHandle | None) -> tuple[int, str, str]:
         """One run of the container: (exit code, reason, message)."""
         self._retire()
+        began: float | None = None
         if adopted is not None:
             self.handle = adopted
             self.started_at = self.started_at or now()
         else:
             self.started_at = now()
+            began = time.monotonic()
             try:
                 self.handle = await self._spawn(env)
             except LocalError as error:
                 return 127, "StartError", str(error)
         code = await self._watch(self.handle)
+        self._ran = None if began is None else time.monotonic() - began
         self.handle = None
         message = procs.tail(self.pod.log_path(self.spec), lines=20, last_run=True) if code != 0 else ""
         return code, "Completed" if code == 0 else "Error", message  # FallbackToLogsOnError
 
     async def _backoff(self) -> None:
         settings = self.pod.settings
-        delay = min(settings.backoff_cap, settings.backoff_start * 2 ** max(0, self.restarts - 1))
+        ran, self._ran = self._ran, None
+        delay = next_backoff(self._step, ran=ran, start=settings.backoff_start, cap=settings.backoff_cap)
+        self._step = delay
         self._retire()
-        await self._waiting("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container")
+        uid = str((self.pod.pod.get("metadata") or {}).get("uid") or "")
+        message = backoff_message(delay, container=self.name, pod=self.pod.name, namespace=self.pod.namespace, uid=uid)
+        await self._waiting("CrashLoopBackOff", message)
         await asyncio.sleep(delay)
 
     async def _wait_exit(self, handle: procs.ProcessHandle) -> int:

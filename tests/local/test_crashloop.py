@@ -1,10 +1,12 @@
 """CrashLoopBackOff as the pod runner does it, read from the pod's status as a user reads it.
 
 The claim (docs/local-mode.md, ``KRAY_POD_BACKOFF``): a failed container restarts after a back-off that starts
-at ``backoff_start`` and doubles per restart up to ``backoff_cap``, as the kubelet's (10 s to 300 s); meanwhile
-it is ``waiting`` with reason ``CrashLoopBackOff`` and message ``back-off Ns restarting failed container``,
-``restartCount`` counts the restarts and ``lastState.terminated`` keeps the previous exit. ``OnFailure`` does
-not restart a container that exited 0, ``Never`` restarts nothing.
+at ``backoff_start`` and doubles per restart up to ``backoff_cap``, as the kubelet's (10 s to 300 s), and goes
+back to ``backoff_start`` after a run longer than twice the cap (the kubelet's 10 minutes); meanwhile it is
+``waiting`` with reason ``CrashLoopBackOff`` and the kubelet's message
+(``back-off 1m20s restarting failed container=NAME pod=POD_NAMESPACE(UID)``, the delay as Go prints a
+duration), ``restartCount`` counts the restarts and ``lastState.terminated`` keeps the previous exit.
+``OnFailure`` does not restart a container that exited 0, ``Never`` restarts nothing.
 
 Every version of the pod is read from a watch (the store's change log), so no state is missed however slow
 the machine. Timing is asserted only as lower bounds (a restart never comes before its back-off): on a loaded
@@ -22,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from kray.local.crashloop import go_duration, next_backoff
 from kray.local.podrunner import FINALIZER, PodRunner, RunnerSettings
 from kray.local.store import EmbeddedStore
 from kray.store import POD, Obj
@@ -108,6 +111,51 @@ def seconds(timestamp: str) -> float:
     return datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
 
 
+def message(p: Obj, delay: str) -> str:
+    """The kubelet's back-off message for this pod's container (``format.Pod``: name_namespace(uid))."""
+    meta = p["metadata"]
+    return f"back-off {delay} restarting failed container={CONTAINER} pod={meta['name']}_{NAMESPACE}({meta['uid']})"
+
+
+# -- the pure pieces ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("delay", "shown"),
+    [
+        (10, "10s"),
+        (80, "1m20s"),
+        (300, "5m0s"),
+        (0.5, "500ms"),
+        (1.5, "1.5s"),
+        (0, "0s"),
+        (0.25, "250ms"),
+        (0.0015, "1.5ms"),
+        (0.000002, "2µs"),
+        (60, "1m0s"),
+        (3600, "1h0m0s"),
+        (3725.5, "1h2m5.5s"),
+    ],
+)
+def test_a_delay_reads_as_go_prints_a_duration(delay: float, shown: str) -> None:
+    assert go_duration(delay) == shown
+
+
+def test_the_back_off_step_doubles_to_the_cap_and_restarts_after_a_run_longer_than_twice_the_cap() -> None:
+    start, cap = 10.0, 300.0
+    steps: list[float] = []
+    step: float | None = None
+    for _ in range(7):
+        step = next_backoff(step, ran=1.0, start=start, cap=cap)
+        steps.append(step)
+    assert steps == [10, 20, 40, 80, 160, 300, 300]
+    assert next_backoff(300, ran=600.0, start=start, cap=cap) == 300  # the kubelet's: stable only after *more* than 2x
+    assert next_backoff(300, ran=600.5, start=start, cap=cap) == 10
+    assert next_backoff(40, ran=None, start=start, cap=cap) == 80  # a run of unknown length does not reset
+    assert next_backoff(None, ran=None, start=start, cap=cap) == 10
+    assert next_backoff(None, ran=1.0, start=500.0, cap=cap) == 300  # never above the cap
+
+
 # -- the doubling ---------------------------------------------------------------------------------------
 
 
@@ -130,7 +178,7 @@ async def test_the_back_off_doubles_per_restart_and_stops_growing_at_the_cap(
     found = back_offs(seen)
     assert sorted(found) == sorted(expected), [summary(p) for p in seen]  # each restart backs off, none skipped
     messages = {n: status_of(p)["state"]["waiting"]["message"] for n, p in found.items()}
-    assert messages == {n: f"back-off {d}s restarting failed container" for n, d in expected.items()}
+    assert messages == {n: message(found[n], f"{d}s") for n, d in expected.items()}
 
     # restartCount n → the run before the n-th restart, as lastState keeps it while backing off.
     runs = {n: status_of(p)["lastState"]["terminated"] for n, p in found.items()}
@@ -148,6 +196,40 @@ async def test_the_back_off_doubles_per_restart_and_stops_growing_at_the_cap(
         # The same from the container's own clock (sub-second): starts are at least the back-off apart.
         between = float(current["message"].split()[1]) - float(previous["message"].split()[1])
         assert between >= delay, f"a run started {between:.3f}s after the one before, within its {delay}s back-off"
+
+
+async def test_a_run_longer_than_twice_the_cap_sends_the_back_off_back_to_its_start(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    """The kubelet forgets a container's back-off once it ran for more than twice the cap (10 minutes at the
+    300 s cap): the next crash backs off from the start again, while restartCount keeps counting."""
+    start, cap, long_run = 0.5, 1.5, 4.5  # 2 x cap = 3 s: the third run outlives it, the others are far below
+    counter = tmp_path / "runs"
+    script = (
+        f'echo run >> "{counter}"; n=$(wc -l < "{counter}"); echo "started $(date +%s.%N) run $n"; '
+        f'if [ "$n" -eq 3 ]; then sleep {long_run}; fi; exit 1'
+    )
+    # restartCount → the back-off before that restart: doubling 0.5, 1, then back to 0.5 after the long run.
+    expected = {1: "500ms", 2: "1s", 3: "500ms", 4: "1s"}
+    async with running(store, tmp_path, start=start, cap=cap):
+        seen = await versions_until(
+            store,
+            pod("recovering", script, restart="Always"),
+            lambda versions: max(back_offs(versions), default=0) >= len(expected),
+            what=f"{len(expected)} back-offs",
+        )
+
+    found = back_offs(seen)
+    assert sorted(found) == sorted(expected), [summary(p) for p in seen]
+    messages = {n: status_of(p)["state"]["waiting"]["message"] for n, p in found.items()}
+    assert messages == {n: message(found[n], d) for n, d in expected.items()}
+    runs = {n: status_of(p)["lastState"]["terminated"] for n, p in found.items()}
+    assert runs[3]["message"].split()[3] == "3", runs[3]  # the long run is the one before restart 3
+    lasted = seconds(runs[3]["finishedAt"]) - seconds(runs[3]["startedAt"])
+    assert lasted >= 2 * cap, f"the long run lasted only {lasted:.0f}s"
+    # After the reset the restart still waited its (first) back-off.
+    between = float(runs[4]["message"].split()[1]) - float(runs[3]["message"].split()[1])
+    assert between >= long_run + start, f"run 4 started {between:.3f}s after run 3 began"
 
 
 # -- no restart where the policy says so ----------------------------------------------------------------
@@ -204,7 +286,7 @@ async def test_a_failed_container_under_on_failure_is_restarted_after_a_back_off
         )
     assert 1 in back_offs(seen), f"not restarted: {summary(seen[-1])}"
     backing_off = status_of(back_offs(seen)[1])
-    assert backing_off["state"]["waiting"]["message"] == "back-off 1s restarting failed container"
+    assert backing_off["state"]["waiting"]["message"] == message(back_offs(seen)[1], "1s")
     assert (backing_off["lastState"]["terminated"]["exitCode"], backing_off["lastState"]["terminated"]["message"]) == (
         2,
         "boom",
