@@ -2,15 +2,16 @@
 
 ``job run`` validates a RayJob manifest, creates it in local mode, shows the cluster coming up,
 streams the driver's log as it is written, and exits 0 when the Ray job SUCCEEDED (1 when it ended
-otherwise, 2 for an invalid manifest). Ctrl-C deletes the RayJob, which stops the Ray job and tears
-its cluster down; the job stays in history.
+otherwise, 2 for an invalid manifest). The first Ctrl-C deletes the RayJob, which stops the Ray job
+and tears its cluster down, and waits for that at most :data:`STOP_SECONDS`; the second leaves at
+once, saying what is left. The job stays in history. Losing the server for :data:`LOST_SERVER_SECONDS`
+ends the command (exit 1) with what to do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from typing import Annotated, Any
 
@@ -20,7 +21,9 @@ from rich.markup import escape
 
 from kray.cli.documents import ensure_namespace, read_manifests, store_all
 from kray.cli.fit import refuse_unfit
+from kray.cli.interrupt import EXIT_INTERRUPTED, Interrupts
 from kray.cli.local import EXIT_INVALID, Namespace, TargetNamespace, _call, fail, require_ray
+from kray.cli.logtail import REQUEST_SECONDS, LogTail
 from kray.local.history import submitter_identity
 from kray.local.server.client import HttpStore
 from kray.store import POD, RAYCLUSTER, RAYJOB
@@ -30,6 +33,26 @@ job_app = typer.Typer(help="Run and submit Ray jobs.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re-wrapped
 TERMINAL = {"Complete", "Failed", "ValidationFailed"}
 POLL = 0.5
+LOST_SERVER_SECONDS = 15.0
+"""How long a command following a job waits for an unreachable server before it gives up."""
+DRAIN_SECONDS = 15.0
+"""After a job ended: how long its log may stay unchanged before the command stops waiting for the rest."""
+STOP_SECONDS = 10.0
+"""After Ctrl-C: how long the command waits for the RayJob (and its cluster) to be gone."""
+RAY_STATUS_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def _say(line: str, *, style: str = "dim") -> None:
+    err.print(f"[{style}]kray:[/{style}] {escape(line)}", highlight=False)
+
+
+def _warn(line: str) -> None:
+    _say(line, style="yellow")
+
+
+def _hint(namespace: str, name: str) -> str:
+    """``kray delete job NAME`` as the user would type it for this job."""
+    return f"kray delete job {name}" + ("" if namespace == "default" else f" -n {namespace}")
 
 
 def _phase_line(job: dict[str, Any], cluster: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str:
@@ -82,26 +105,6 @@ async def _state(
     return job, cluster, pods
 
 
-async def _logs(
-    store: HttpStore, namespace: str, name: str, offset: int, submission: str | None
-) -> tuple[str, int, bool]:
-    params = {"offset": str(offset)}
-    if submission:
-        params["submission"] = submission
-    try:
-        async with store.stream("GET", f"/kray/v1/history/jobs/{namespace}/{name}/logs", params=params) as response:
-            if response.status_code != 200:
-                return "", offset, False
-            text = (await response.aread()).decode("utf-8", "replace")
-            return (
-                text,
-                int(response.headers.get("X-Kray-Log-Size", offset)),
-                response.headers.get("X-Kray-Log-Complete") == "1",
-            )
-    except Exception:
-        return "", offset, False
-
-
 async def _replace_finished(store: HttpStore, namespace: str, name: str) -> None:
     """A RayJob of that name that already ended is removed first (history keeps it); a live one is an error."""
     try:
@@ -127,54 +130,76 @@ async def _replace_finished(store: HttpStore, namespace: str, name: str) -> None
 
 async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: bool) -> dict[str, Any]:
     """Print progress (stderr) and the driver log (stdout) until the RayJob ends; returns its last state."""
-    offset, submission, last_line = 0, None, ""
+    tail: LogTail | None = None
+    last_line = ""
     job: dict[str, Any] = {}
-    unreachable_since: float | None = None
+    lost_since: float | None = None
     while True:
         try:
-            job, cluster, pods = await _state(store, namespace, name)
-            unreachable_since = None
+            async with asyncio.timeout(REQUEST_SECONDS):
+                job, cluster, pods = await _state(store, namespace, name)
         except NotFound:
             raise fail(f"RayJob {namespace}/{name} was deleted") from None
-        except StoreError as error:
-            unreachable_since = unreachable_since or time.monotonic()
-            if time.monotonic() - unreachable_since > 60:
-                raise fail(f"lost the kray server for 60 s: {error}") from None
+        except (StoreError, TimeoutError) as error:
+            reason = str(error) or f"no answer within {REQUEST_SECONDS:.0f} s"
+            if lost_since is None:
+                lost_since = time.monotonic()
+                _warn(f"lost the kray server ({reason}); retrying for {LOST_SERVER_SECONDS:.0f} s")
+            if time.monotonic() - lost_since > LOST_SERVER_SECONDS:
+                raise fail(_lost_server(namespace, name, reason)) from None
             await asyncio.sleep(POLL)
             continue
+        if lost_since is not None:
+            lost_since = None
+            _say("the kray server answers again")
         status = job.get("status") or {}
         line = _phase_line(job, cluster, pods)
         if show_progress and line != last_line:
-            err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False)
+            _say(line)
             last_line = line
-        submission = status.get("jobId") or submission
-        if submission:
-            text, offset, _ = await _logs(store, namespace, name, offset, submission)
-            if text:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-        state = status.get("jobDeploymentStatus")
-        if state in TERMINAL and (
-            not submission
-            or status.get("jobStatus") in {"", None}
-            or await _drain(store, namespace, name, offset, submission)
-        ):
+        submission = status.get("jobId")
+        if submission and (tail is None or tail.submission != submission):
+            tail = LogTail(store=store, namespace=namespace, name=name, submission=submission, say=_warn)
+        if tail is not None:
+            with contextlib.suppress(NotFound):  # history has not recorded this submission yet
+                await tail.pull()
+        if status.get("jobDeploymentStatus") in TERMINAL:
+            if tail is not None and status.get("jobStatus"):
+                await _drain(tail)
             return job
         await asyncio.sleep(POLL)
 
 
-async def _drain(store: HttpStore, namespace: str, name: str, offset: int, submission: str) -> bool:
-    """After the job ended: print the rest of the log once history has the complete copy (≤ 15 s)."""
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        text, offset, complete = await _logs(store, namespace, name, offset, submission)
-        if text:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        if complete:
-            return True
+def _lost_server(namespace: str, name: str, reason: str) -> str:
+    return (
+        f"lost the kray server for {LOST_SERVER_SECONDS:.0f} s ({reason}) while following RayJob "
+        f"{namespace}/{name}. If it was stopped, the job's Ray processes were stopped with it. If it died, "
+        f"they may still run: `kray server start` brings it back (then `kray logs {name} -f` follows the job, "
+        f"`{_hint(namespace, name)}` stops it), or `kray server stop` stops every Ray process it left."
+    )
+
+
+async def _drain(tail: LogTail) -> None:
+    """After the job ended: print the rest of the log, until history has its complete copy."""
+    quiet_since = time.monotonic()
+    while not tail.complete:
+        try:
+            got = await tail.pull()
+        except NotFound:
+            got = 0
+        if tail.complete:
+            return
+        if got:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > DRAIN_SECONDS:
+            why = f" ({tail.last_error})" if tail.failing_since is not None else ""
+            _say(
+                f"the driver log above may be incomplete: history has no complete copy after "
+                f"{DRAIN_SECONDS:.0f} s{why}; `kray logs {tail.name}` prints what it keeps",
+                style="yellow",
+            )
+            return
         await asyncio.sleep(POLL)
-    return True
 
 
 async def _kept_cluster(store: HttpStore, job: dict[str, Any]) -> str | None:
@@ -188,6 +213,83 @@ async def _kept_cluster(store: HttpStore, job: dict[str, Any]) -> str | None:
     except NotFound:
         return None
     return None if cluster["metadata"].get("deletionTimestamp") else str(name)
+
+
+async def _run_interruptible(store: HttpStore, job: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    """Create the RayJob and follow it; on Ctrl-C delete it (bounded) and exit 130."""
+    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
+    stopping = False
+
+    async def work() -> dict[str, Any]:
+        await _replace_finished(store, ns, name)
+        await store.create(RAYJOB, job)
+        return await follow(store, ns, name, show_progress=not quiet)
+
+    task = asyncio.ensure_future(work())
+
+    def first() -> None:
+        _say(
+            f"interrupted: deleting RayJob {ns}/{name} and its cluster (Ctrl-C again to leave without waiting)",
+            style="yellow",
+        )
+        task.cancel()
+
+    def second() -> None:
+        what = (
+            f"RayJob {ns}/{name} is being deleted, and its cluster's Ray processes may still run"
+            if stopping
+            else f"RayJob {ns}/{name} and its cluster may still run"
+        )
+        _say(
+            f"left without waiting: {what}. `{_hint(ns, name)}` stops them and waits; "
+            f"`kray server stop` stops every Ray process of kray's server",
+            style="yellow",
+        )
+
+    interrupts = Interrupts(first=first, second=second)
+    loop = asyncio.get_running_loop()
+    interrupts.install(loop)
+    try:
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not interrupts.count:
+                raise
+        stopping = True
+        await _stop(store, ns, name)
+    finally:
+        interrupts.uninstall(loop)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+async def _stop(store: HttpStore, namespace: str, name: str) -> None:
+    """Delete the RayJob (its cluster goes with it) and wait at most :data:`STOP_SECONDS` for it to be gone."""
+    try:
+        async with asyncio.timeout(STOP_SECONDS):
+            try:
+                await store.delete(RAYJOB, name, namespace=namespace, propagation="Foreground")
+            except NotFound:
+                _say(f"RayJob {namespace}/{name} had not been created: nothing to stop")
+                return
+            while True:
+                try:
+                    await store.get(RAYJOB, name, namespace=namespace)
+                except NotFound:
+                    _say(f"RayJob {namespace}/{name} and its cluster are deleted; the job stays in history")
+                    return
+                await asyncio.sleep(POLL)
+    except TimeoutError:
+        _say(
+            f"RayJob {namespace}/{name} is still being deleted after {STOP_SECONDS:.0f} s; its Ray processes "
+            f"stop in the background (`kray get jobs` shows it until they have)",
+            style="yellow",
+        )
+    except StoreError as error:
+        _say(
+            f"could not delete RayJob {namespace}/{name}: {error}. `{_hint(namespace, name)}` deletes it once "
+            f"the server answers; `kray server stop` stops every Ray process of kray's server",
+            style="red",
+        )
 
 
 @job_app.command("run")
@@ -222,21 +324,13 @@ def run(
         await ensure_namespace(store, ns, say=say)
         for line in manifests.skipped:
             say(line)
-        await _replace_finished(store, ns, name)
-        await store.create(RAYJOB, job)
-        try:
-            final = await follow(store, ns, name, show_progress=not quiet)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            err.print(f"[yellow]kray:[/yellow] interrupted: deleting RayJob {ns}/{name} and its cluster")
-            with contextlib.suppress(StoreError):
-                await store.delete(RAYJOB, name, namespace=ns, propagation="Foreground")
-            raise
+        final = await _run_interruptible(store, job, quiet=quiet)
         return final, await _kept_cluster(store, final)
 
     try:
         final, kept = _call(main)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before the handler of :func:`_run_interruptible` was installed
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if kept and not quiet:
         err.print(
             f"[dim]kray:[/dim] RayCluster {escape(kept)} is kept (spec.shutdownAfterJobFinishes is not true); "
@@ -264,26 +358,24 @@ def logs(
     """Print a job's driver log; works after its cluster (or the RayJob) is gone."""
 
     async def main(store: HttpStore) -> None:
-        offset = 0
-        deadline = time.monotonic() + 24 * 3600
-        while time.monotonic() < deadline:
+        tail = LogTail(store=store, namespace=namespace, name=name, submission=submission, say=_warn)
+        quiet_since = time.monotonic()
+        while True:
             try:
-                async with store.stream(
-                    "GET",
-                    f"/kray/v1/history/jobs/{namespace}/{name}/logs",
-                    params={"offset": str(offset), **({"submission": submission} if submission else {})},
-                ) as response:
-                    if response.status_code == 404:
-                        raise fail(f"no job history for {namespace}/{name}")
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    offset = int(response.headers.get("X-Kray-Log-Size", offset))
-                    complete = response.headers.get("X-Kray-Log-Complete") == "1"
-            except StoreError as error:
-                raise fail(str(error)) from None
-            if text:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-            if not follow_ or complete:
+                got = await tail.pull()
+            except NotFound:
+                raise fail(f"no job history for {namespace}/{name}") from None
+            if tail.complete or (not follow_ and tail.failing_since is None):
+                return
+            if tail.failing_for() > LOST_SERVER_SECONDS:
+                raise fail(
+                    f"lost the kray server for {LOST_SERVER_SECONDS:.0f} s ({tail.last_error}); "
+                    f"`kray server start` brings it back, then `kray logs {name} -f` prints the rest"
+                )
+            if got or tail.job_status not in RAY_STATUS_TERMINAL:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > DRAIN_SECONDS:
+                _say(f"the job ended ({tail.job_status}) and history has no complete copy of its log", style="yellow")
                 return
             await asyncio.sleep(POLL)
 

@@ -15,6 +15,7 @@ import pytest
 from kray.store import POD, RAYCLUSTER, RAYJOB, Obj
 
 from .conftest import KRAY, Local, alive, cluster_spec, normalized, rayjob, settle, status, wait_for
+from .test_lm_interrupt import as_from_a_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -194,6 +195,7 @@ def test_ctrl_c_stops_the_job_and_tears_its_cluster_down(local: Local) -> None:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=as_from_a_terminal,  # noqa: PLW1509 - it only resets a signal disposition
         )
         try:
             running = local.wait_job("lm-ctrl-c", {"Running"}, timeout=90)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import tempfile
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kray.local.environment import PORTS_ANNOTATION
@@ -35,15 +36,16 @@ def build_routes(*, store: Store, history: JobHistory, paths: LocalPaths) -> lis
         record = records[-1] if records else None
         if record is None or not record.log_path:
             raise NotFound(f"no job history for {namespace}/{name}")
-        path = Path(record.log_path)
-        data = await asyncio.to_thread(_read_from, path, offset)
+        data, size = await asyncio.to_thread(_read_from, Path(record.log_path), offset)
+        end = offset + len(data)
         headers = {
-            "X-Kray-Log-Size": str(offset + len(data)),
-            "X-Kray-Log-Complete": str(record.log_complete),
+            "X-Kray-Log-Size": str(end),
+            # Complete only with the last byte of the final copy: a reader stops at this answer.
+            "X-Kray-Log-Complete": "1" if record.log_complete and end >= size else "0",
             "X-Kray-Job-Status": record.job_status or "",
             "X-Kray-Submission": record.submission_id or "",
         }
-        return PlainTextResponse(data.decode("utf-8", "replace"), headers=headers)
+        return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
 
     async def access(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
@@ -70,19 +72,44 @@ def build_routes(*, store: Store, history: JobHistory, paths: LocalPaths) -> lis
     ]
 
 
-def _read_from(path: Path, offset: int) -> bytes:
+LOG_CHUNK = 4 * 1024 * 1024
+"""The most one log answer carries; readers ask again from the offset it ends at."""
+
+
+def _read_from(path: Path, offset: int) -> tuple[bytes, int]:
+    """Up to :data:`LOG_CHUNK` bytes from ``offset``, ending between UTF-8 characters, and the file's size."""
     try:
         with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
             f.seek(offset)
-            return f.read(4 * 1024 * 1024)
+            data = f.read(LOG_CHUNK)
     except FileNotFoundError:
-        return b""
+        return b"", 0
+    if offset + len(data) < size:
+        data = data[: _whole_characters(data)]
+    return data, size
+
+
+def _whole_characters(data: bytes) -> int:
+    """The length of ``data`` without a UTF-8 character cut at its end (bytes that are not UTF-8 stay)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue  # a continuation byte: the character starts further back
+        needs = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4 if byte & 0xF8 == 0xF0 else 1
+        return len(data) - back if needs > back else len(data)
+    return len(data)
 
 
 def _write_secret(path: Path, text: str) -> None:
+    """``path`` holds ``text``, mode 0600: replaced atomically when it differs (a re-created cluster's new token)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if path.exists():
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        if path.read_text() == text:
+            return
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.replace(tmp, path)
