@@ -35,6 +35,7 @@ from kray.controllers.common.pod_env import auth_enabled, set_token_auth_env
 __all__ = [
     "SUBMITTER_CONTAINER",
     "SubmitterError",
+    "build_http_submit_request",
     "build_rayjob_cluster",
     "build_sidecar_submitter_container",
     "build_submit_request",
@@ -257,6 +258,80 @@ def build_submit_request(*, rayjob: RayJob, job_id: str) -> JSON:
         body["entrypoint_num_gpus"] = spec.entrypoint_num_gpus
     if spec.entrypoint_resources:
         body["entrypoint_resources"] = _entrypoint_resources(spec.entrypoint_resources)
+    return body
+
+
+LIGHTWEIGHT_SUBMITTER = "/submitter"
+"""The program of KubeRay's light-weight submitter image (``quay.io/kuberay/submitter``):
+``/submitter [--runtime-env-json J] [--metadata-json J] [--entrypoint-resources J] [--entrypoint-num-cpus N]
+[--entrypoint-num-gpus N] -- ENTRYPOINT`` POSTs the job to ``$RAY_DASHBOARD_ADDRESS`` as ``$RAY_JOB_SUBMISSION_ID``."""
+_LIGHTWEIGHT_FLAGS = {
+    "runtime-env-json": "runtime_env",
+    "metadata-json": "metadata",
+    "entrypoint-resources": "entrypoint_resources",
+    "entrypoint-num-cpus": "entrypoint_num_cpus",
+    "entrypoint-num-gpus": "entrypoint_num_gpus",
+}
+
+
+def build_http_submit_request(*, rayjob: RayJob, job_id: str) -> JSON:
+    """The request a place that submits every mode over HTTP sends for this RayJob.
+
+    HTTPMode's request, except for a K8sJobMode job whose submitter pod runs KubeRay's light-weight submitter:
+    there the entrypoint and its options are that program's arguments (the RayJob has no entrypoint), so the
+    request is the one that program would send.
+    """
+    spec = rayjob.spec
+    if spec.submission_mode is not JobSubmissionMode.K8S_JOB or spec.entrypoint:
+        return build_submit_request(rayjob=rayjob, job_id=job_id)
+    containers = ((spec.submitter_pod_template or {}).get("spec") or {}).get("containers") or []
+    if not containers:
+        return build_submit_request(rayjob=rayjob, job_id=job_id)
+    container = containers[0]
+    command = [str(part) for part in container.get("command") or []]
+    if not command or command[0] != LIGHTWEIGHT_SUBMITTER:
+        return build_submit_request(rayjob=rayjob, job_id=job_id)
+    body = lightweight_submitter_request([*command[1:], *(str(a) for a in container.get("args") or [])])
+    return {**body, "submission_id": job_id} if job_id else body
+
+
+def lightweight_submitter_request(arguments: list[str]) -> JSON:
+    """What ``/submitter ARGUMENTS`` POSTs to ``/api/jobs/``; raises SubmitterError for arguments it would reject."""
+    values: dict[str, str] = {}
+    positional: list[str] = []
+    index = 0
+    while index < len(arguments):
+        token = arguments[index]
+        index += 1
+        if token == "--":
+            positional += arguments[index:]
+            break
+        name, sep, value = token.removeprefix("--").partition("=")
+        if not token.startswith("--") or name not in _LIGHTWEIGHT_FLAGS:
+            if token.startswith("-"):
+                raise SubmitterError(f"{LIGHTWEIGHT_SUBMITTER}: unknown flag {token}")
+            positional.append(token)
+            continue
+        if not sep:
+            if index >= len(arguments):
+                raise SubmitterError(f"{LIGHTWEIGHT_SUBMITTER}: flag --{name} needs a value")
+            value, index = arguments[index], index + 1
+        values[name] = value
+    body: JSON = {"entrypoint": " ".join(positional)}
+    for name, value in values.items():
+        key = _LIGHTWEIGHT_FLAGS[name]
+        if name in ("runtime-env-json", "metadata-json"):
+            try:
+                body[key] = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise SubmitterError(f"{LIGHTWEIGHT_SUBMITTER}: --{name} is not valid JSON: {error}") from error
+        elif name == "entrypoint-resources":
+            body[key] = _entrypoint_resources(value)
+        else:
+            try:
+                body[key] = float(value)
+            except ValueError:
+                raise SubmitterError(f"{LIGHTWEIGHT_SUBMITTER}: --{name} is not a number: {value!r}") from None
     return body
 
 

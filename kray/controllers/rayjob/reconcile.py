@@ -35,7 +35,7 @@ from kray.controllers import events
 from kray.controllers.common.diagnosis import PodTrouble, troubles
 from kray.controllers.common.labels import RAY_CLUSTER
 from kray.controllers.common.names import RANDOM_SUFFIX_ALPHABET, auth_secret_name
-from kray.controllers.common.submitter import build_rayjob_cluster, build_submit_request
+from kray.controllers.common.submitter import build_http_submit_request, build_rayjob_cluster
 from kray.controllers.environment import ClusterEnvironment, cluster_head_service_name
 from kray.controllers.rayjob import kube
 from kray.controllers.rayjob.plan import (
@@ -328,7 +328,7 @@ class RayJobReconciler:
         elif isinstance(action, SuspendWorkers):
             await self._suspend_workers(raw, namespace, action.name)
         elif isinstance(action, SubmitJob) and dashboard is not None:
-            body = build_submit_request(rayjob=job, job_id=action.submission_id)
+            body = build_http_submit_request(rayjob=job, job_id=action.submission_id)
             with contextlib.suppress(JobAlreadyExists):
                 await dashboard.submit_job(JobSubmission(**body))
         elif isinstance(action, StopJob) and dashboard is not None:
