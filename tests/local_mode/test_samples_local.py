@@ -216,6 +216,9 @@ class Outcome:
     ok: bool
     message: str
     seconds: float
+    running: float = 0.0
+    """Seconds to ready (a cluster) or to the job's end, of ``seconds``."""
+    deleting: float = 0.0
 
 
 @dataclass
@@ -402,30 +405,38 @@ def tear_down(local: Local, namespace: str, tracker: Tracker) -> None:
     assert not left, f"processes left after the sample was deleted: {left}"
 
 
+FAILURES = (AssertionError, StoreError, NotFound, subprocess.SubprocessError, OSError)
+
+
 def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
-    started = time.monotonic()
+    """Run one sample as a user would, then delete it; a failure of either part is reported, both if both fail."""
     tracker = Tracker(local, namespace)
+    started = time.monotonic()
+    problems = []
     try:
-        try:
-            if entry.runs == "cluster":
-                apply_cluster(local, entry.path, namespace, tracker)
-            else:
-                if entry.file in EXISTING_CLUSTER:
-                    sample, name = EXISTING_CLUSTER[entry.file]
-                    renamed = local.manifests / f"{namespace}-{name}.yaml"
-                    docs = documents(SAMPLES / sample)
-                    for doc in docs:
-                        if doc.get("kind") == "RayCluster":
-                            doc["metadata"]["name"] = name
-                    renamed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-                    apply_cluster(local, renamed, namespace, tracker)
-                timeout = JOB_RUN + LONG_RUNNING.get(entry.file, 0.0)
-                run_job(local, entry.path, namespace, tracker, timeout=timeout)
-        finally:
-            tear_down(local, namespace, tracker)
-    except (AssertionError, StoreError, NotFound, subprocess.SubprocessError, OSError) as error:
-        return Outcome(False, str(error), time.monotonic() - started)
-    return Outcome(True, "", time.monotonic() - started)
+        if entry.runs == "cluster":
+            apply_cluster(local, entry.path, namespace, tracker)
+        else:
+            if entry.file in EXISTING_CLUSTER:
+                sample, name = EXISTING_CLUSTER[entry.file]
+                renamed = local.manifests / f"{namespace}-{name}.yaml"
+                docs = documents(SAMPLES / sample)
+                for doc in docs:
+                    if doc.get("kind") == "RayCluster":
+                        doc["metadata"]["name"] = name
+                renamed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+                apply_cluster(local, renamed, namespace, tracker)
+            timeout = JOB_RUN + LONG_RUNNING.get(entry.file, 0.0)
+            run_job(local, entry.path, namespace, tracker, timeout=timeout)
+    except FAILURES as error:
+        problems.append(str(error))
+    ran_for = time.monotonic() - started
+    try:
+        tear_down(local, namespace, tracker)
+    except FAILURES as error:
+        problems.append(f"deleting it: {error}")
+    torn = time.monotonic() - started - ran_for
+    return Outcome(not problems, "\n".join(problems), ran_for + torn, ran_for, torn)
 
 
 @pytest.fixture(scope="module")
@@ -447,7 +458,10 @@ def ran(local: Local, request: pytest.FixtureRequest) -> dict[str, Outcome]:
     took = time.monotonic() - started
     print(f"\n{len(outcomes)} samples ran in {took:.0f}s with concurrency {CONCURRENCY}:")
     for name, outcome in sorted(outcomes.items(), key=lambda item: -item[1].seconds):
-        print(f"  {outcome.seconds:5.0f}s {'ok  ' if outcome.ok else 'FAIL'} {name}")
+        print(
+            f"  {outcome.seconds:5.0f}s (run {outcome.running:4.0f}s, delete {outcome.deleting:4.0f}s) "
+            f"{'ok  ' if outcome.ok else 'FAIL'} {name}"
+        )
     return outcomes
 
 
