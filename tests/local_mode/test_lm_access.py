@@ -53,3 +53,21 @@ def test_the_token_file_is_replaced_when_the_cluster_is_recreated(local: Local) 
     assert [p.name for p in path.parent.iterdir()] == ["token"], "no temporary file is left beside it"
     assert dashboard_status(local, "lm-token", path.read_text()) == 200
     local.delete(RAYCLUSTER, "lm-token")
+
+
+SECRET_REF = Path(__file__).resolve().parents[3] / "shared" / "kuberay-samples" / "ray-cluster.auth.secret-ref.yaml"
+
+
+def test_dashboard_reads_the_token_from_the_secret_named_in_auth_options(local: Local) -> None:
+    """``spec.authOptions.secretName``: the cluster's token is the user's Secret's, not a ``<cluster>`` Secret."""
+    applied = local.kray("apply", "-f", str(SECRET_REF))
+    assert applied.returncode == 0, applied.stderr
+    local.wait_cluster_ready("ray-cluster-with-auth", workers=1)
+    assert local.get(SECRET, "ray-cluster-with-auth") is None, "no Secret is made when the user names one"
+    path = token_file(local, "ray-cluster-with-auth")
+    assert path.read_text() == "super-secret-example-token"
+    assert dashboard_status(local, "ray-cluster-with-auth", path.read_text()) == 200
+    assert dashboard_status(local, "ray-cluster-with-auth", "not-the-token") in {401, 403}
+    local.delete(RAYCLUSTER, "ray-cluster-with-auth")
+    local.wait_gone(RAYCLUSTER, "ray-cluster-with-auth", timeout=90)
+    local.delete(SECRET, "ray-cluster-token")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from kray.controllers.common.names import auth_secret_name
 from kray.local.environment import PORTS_ANNOTATION
 from kray.local.history import JobHistory
 from kray.local.paths import LocalPaths
@@ -52,7 +53,9 @@ def build_routes(*, store: Store, history: JobHistory, paths: LocalPaths) -> lis
         cluster = await store.get(RAYCLUSTER, name, namespace=namespace)
         ports = ((cluster.get("metadata") or {}).get("annotations") or {}).get(PORTS_ANNOTATION, "")
         values = dict(part.split("=", 1) for part in ports.split(",") if "=" in part)
-        secret = await store.get(SECRET, name, namespace=namespace)
+        options = ((cluster.get("spec") or {}).get("authOptions")) or {}
+        secret_name = auth_secret_name(name, override=options.get("secretName"))
+        secret = await store.get(SECRET, secret_name, namespace=namespace)
         token = base64.b64decode((secret.get("data") or {})["auth_token"]).decode()
         token_file = paths.cluster_token(namespace, name)
         await asyncio.to_thread(_write_secret, token_file, token)
