@@ -7,7 +7,11 @@ KRAY_STARTUP_RESTARTS     3        a RayJob fails (RayClusterStartupFailed) once
                                    cluster restarted this many times (0: restarts never end it)
 KRAY_STARTUP_TIMEOUT      600      seconds a RayJob waits for its cluster when the manifest sets no
                                    preRunningDeadlineSeconds (0: no such timeout)
-KRAY_POD_BACKOFF          10       first CrashLoopBackOff delay in seconds (doubles up to 300), as the kubelet
+KRAY_POD_BACKOFF          10       first CrashLoopBackOff delay in seconds (doubles up to 300), as the kubelet.
+                                   It starts again from this delay after a run longer than 600 s (twice the
+                                   300 s cap), as the kubelet's back-off is forgotten. Unlike the kubelet,
+                                   which restarts a container the first time at once, the first restart
+                                   waits this delay too, so a crash-looping local Ray head cannot spin
 ========================  =======  ===================================================================
 
 Both 0 is KubeRay's behaviour: a starting RayJob waits for its cluster until a manifest deadline.
