@@ -7,7 +7,8 @@ finds them again; they are released with the cluster. A worker's node ports are 
 recorded on the pod (``kray.io/node-ports``, and ``kray.io/port-owner``, whose ports the pod runner
 releases when the pod is gone); the head pod records its (cluster) node ports but owns none. Each pod
 also records its cluster's Ray temp dir (``kray.io/ray-temp-dir``) for the runner to delete after the
-cluster's last pod. The rewriting itself is :mod:`kray.local.adjust`.
+cluster's last pod: the head's ``--temp-dir``, each worker's being its own directory inside it
+(:func:`worker_temp_dir`). The rewriting itself is :mod:`kray.local.adjust`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,19 @@ NODE_PORTS_ANNOTATION = "kray.io/node-ports"
 
 def cluster_owner(namespace: str, name: str) -> str:
     return f"cluster/{namespace}/{name}"
+
+
+def worker_temp_dir(cluster_temp_dir: Path, *, pod_id: str) -> Path:
+    """A worker pod's own Ray temp dir, inside its cluster's (so it goes with the cluster's).
+
+    Every node of a cluster shares the head's session name, and Ray keeps a node's runtime envs in
+    ``<temp dir>/<session>/runtime_resources``: nodes sharing a temp dir share it, and each node's runtime env
+    agent then creates, garbage-collects and, after a failed attempt, deletes the other's ``pip`` virtualenvs
+    and ``working_dir`` packages under its processes (a job's workers fail with ``No module named 'ray'``).
+    On Kubernetes every pod has its own ``/tmp/ray``; ``ray start --temp-dir`` may be given per node.
+    Short: Ray's socket paths below it must stay under 108 bytes.
+    """
+    return cluster_temp_dir / f"w{pod_id[:6]}"
 
 
 class LocalEnvironment:
@@ -79,20 +93,23 @@ class LocalEnvironment:
     def customize_pod(self, *, cluster: RayCluster, pod: Obj, head: bool, auth_secret: str | None) -> Obj:
         ports = self.cluster_ports(cluster)
         owner: str | None = None
+        temp_dir = self.ray_temp_dir(cluster)
+        node_temp_dir = temp_dir
         if head:
             node = ports.head_node  # the cluster's: released with the cluster, never with a head pod
         else:
-            owner = f"pod/{cluster.metadata.namespace}/{uuid.uuid4().hex[:12]}"
+            pod_id = uuid.uuid4().hex[:12]
+            owner = f"pod/{cluster.metadata.namespace}/{pod_id}"
             agent, metrics = self.ports.allocate(2, owner=owner)
             node = NodePorts(agent=agent, metrics=metrics)
-        temp_dir = self.ray_temp_dir(cluster)
+            node_temp_dir = worker_temp_dir(temp_dir, pod_id=pod_id)
         adjusted = adjust_pod(
             pod,
             head=head,
             cluster=ports,
             node=node,
             auth_secret=auth_secret or f"{cluster.metadata.name}",
-            temp_dir=str(temp_dir),
+            temp_dir=str(node_temp_dir),
         )
         metadata = adjusted.setdefault("metadata", {})
         annotations = metadata.setdefault("annotations", {})
@@ -105,7 +122,7 @@ class LocalEnvironment:
         return adjusted
 
     def ray_temp_dir(self, cluster: RayCluster) -> Path:
-        """The cluster's own Ray temp dir (its nodes share it, no other cluster does).
+        """The cluster's own Ray temp dir: the head's, and the parent of its workers' (no other cluster's).
 
         Short, because Ray's Unix socket paths (``<temp dir>/session_<date>_<pid>/sockets/plasma_store.N``)
         must stay under 108 bytes; the parent is private to this user.
