@@ -36,6 +36,7 @@ TargetNamespace = Annotated[
     typer.Option("--namespace", "-n", help="Namespace of documents that name none (default: default)."),
 ]
 Output = Annotated[str, typer.Option("--output", "-o", help="table (default), wide, yaml or json.")]
+OUTPUTS = ("table", "wide", "yaml", "json")
 
 KINDS: dict[str, Resource] = {
     "cluster": RAYCLUSTER,
@@ -148,6 +149,8 @@ def get(
     """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone) or namespaces."""
     from kray.cli.render import cluster_table, job_rows, job_table
 
+    if output not in OUTPUTS:
+        raise fail(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}", EXIT_INVALID)
     target = resource(kind)
     ns = None if all_namespaces or not target.namespaced else namespace
 

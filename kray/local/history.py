@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 DELETED = "Deleted"
 """``deployment_status`` of a job whose RayJob was deleted before it ended (KubeRay has no such state)."""
 _TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+_ENDED = {"Complete", "Failed"}
+"""KubeRay's final ``jobDeploymentStatus`` values of a RayJob whose Ray job was run."""
 STOP_SETTLE_SECONDS = 3.0
 """How long a deleted job's Ray status is awaited after the stop request (Ray stops a driver in ~1 s)."""
 
@@ -189,7 +191,9 @@ class JobHistory:
             # Asked to stop, or its cluster is going with the RayJob (a foreground delete removes both at
             # once): either way it does not run any more.
             ray_status = "STOPPED"
-        row.update(job_status=ray_status, deployment_status=DELETED)
+        # A RayJob that had ended (Complete, Failed) keeps that outcome; deleting it afterwards changes nothing.
+        ended = status.get("jobDeploymentStatus") in _ENDED
+        row.update(job_status=ray_status, deployment_status=row["deployment_status"] if ended else DELETED)
         row["end_time"] = row["end_time"] or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await asyncio.to_thread(self._upsert, row)
         if dashboard is not None:  # the last chance: tried whatever the backoff says
