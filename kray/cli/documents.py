@@ -48,18 +48,19 @@ class Manifests:
     """Every document as a dict (the stored kinds normalized), in file order: what fit checks look at."""
 
 
-def read_manifests(filenames: list[str], *, namespace: str | None) -> Manifests:
+def read_manifests(filenames: list[str], *, namespace: str | None, generate_name: bool = False) -> Manifests:
     """Every document of the files, checked; on any error print them all and exit 2 (nothing is created).
 
     ``namespace`` is ``-n`` when given: the namespace of documents that name none, and an error for one
-    that names another (as kubectl)."""
+    that names another (as kubectl). ``generate_name``: a RayJob may have ``metadata.generateName`` and no
+    name (``kray job run`` creates, as ``kubectl create`` does; apply needs a name, as ``kubectl apply``)."""
     planned: list[Planned] = []
     skipped: list[str] = []
     documents: list[Obj] = []
     failed = False
     for name in filenames:
         source = "<stdin>" if name == "-" else name
-        for outcome, item in _read_file(name, source=source, namespace=namespace):
+        for outcome, item in _read_file(name, source=source, namespace=namespace, generate_name=generate_name):
             if outcome is not None:
                 failed = True
                 for line in outcome_lines(outcome)[1]:
@@ -85,7 +86,7 @@ def read_manifests(filenames: list[str], *, namespace: str | None) -> Manifests:
 Read = tuple[Outcome | None, Planned | tuple[str, Obj] | None]
 
 
-def _read_file(name: str, *, source: str, namespace: str | None) -> list[Read]:
+def _read_file(name: str, *, source: str, namespace: str | None, generate_name: bool) -> list[Read]:
     data = sys.stdin.buffer.read() if name == "-" else _read_bytes(name)
     try:
         parsed = load_documents(read_text(data), source=source)
@@ -102,17 +103,28 @@ def _read_file(name: str, *, source: str, namespace: str | None) -> list[Read]:
         if outcome.errors:
             found.append((outcome, None))
         elif outcome.obj is not None and outcome.kind in docs.RAY_KINDS:
-            found.append(_planned(source, document.index, outcome.obj.to_dict(), [], namespace=namespace))
+            obj = outcome.obj.to_dict()
+            named = generate_name and outcome.kind == "RayJob"
+            found.append(_planned(source, document.index, obj, [], namespace=namespace, generate_name=named))
         else:
             found.append((None, (f"{outcome.kind.lower()}/{outcome.name or '<no name>'}", content)))
     return found
 
 
-def _planned(source: str, index: int, content: Obj, errors: list[FieldError], *, namespace: str | None) -> Read:
+def _planned(
+    source: str,
+    index: int,
+    content: Obj,
+    errors: list[FieldError],
+    *,
+    namespace: str | None,
+    generate_name: bool = False,
+) -> Read:
     kind = str(content["kind"])
     meta = content.get("metadata")
     name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
-    if not errors and not name:
+    generated = generate_name and isinstance(meta, dict) and bool(meta.get("generateName"))
+    if not errors and not name and not generated:
         errors = [FieldError("metadata.name", "required field is missing (apply cannot use generateName)")]
     if errors:
         return Outcome(source, index, kind, name, errors=tuple(errors)), None

@@ -6,6 +6,10 @@ otherwise, 2 for an invalid manifest). The first Ctrl-C deletes the RayJob, whic
 and tears its cluster down, and waits for that at most :data:`STOP_SECONDS`; the second leaves at
 once, saying what is left. The job stays in history. Losing the server for :data:`LOST_SERVER_SECONDS`
 ends the command (exit 1) with what to do.
+
+A RayJob with ``metadata.generateName`` is created as ``kubectl create`` creates it and followed by the name
+the store gave it. An InteractiveMode RayJob waits for its user's job: once its cluster is ready ``job run``
+prints the ``kray job submit --rayjob`` command that submits it, and follows that job to the end.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -40,14 +46,15 @@ DRAIN_SECONDS = 15.0
 STOP_SECONDS = 10.0
 """After Ctrl-C: how long the command waits for the RayJob (and its cluster) to be gone."""
 RAY_STATUS_TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+T = TypeVar("T")
 
 
-def _say(line: str, *, style: str = "dim") -> None:
+def say(line: str, *, style: str = "dim") -> None:
     err.print(f"[{style}]kray:[/{style}] {escape(line)}", highlight=False)
 
 
 def _warn(line: str) -> None:
-    _say(line, style="yellow")
+    say(line, style="yellow")
 
 
 def _hint(namespace: str, name: str) -> str:
@@ -132,6 +139,7 @@ async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: 
     """Print progress (stderr) and the driver log (stdout) until the RayJob ends; returns its last state."""
     tail: LogTail | None = None
     last_line = ""
+    hinted = False
     job: dict[str, Any] = {}
     lost_since: float | None = None
     while True:
@@ -151,12 +159,15 @@ async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: 
             continue
         if lost_since is not None:
             lost_since = None
-            _say("the kray server answers again")
+            say("the kray server answers again")
         status = job.get("status") or {}
         line = _phase_line(job, cluster, pods)
         if show_progress and line != last_line:
-            _say(line)
+            say(line)
             last_line = line
+        if status.get("jobDeploymentStatus") == "Waiting" and not hinted:  # InteractiveMode: said even with -q
+            say(_submit_hint(job), style="cyan")
+            hinted = True
         submission = status.get("jobId")
         if submission and (tail is None or tail.submission != submission):
             tail = LogTail(store=store, namespace=namespace, name=name, submission=submission, say=_warn)
@@ -168,6 +179,22 @@ async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: 
                 await _drain(tail)
             return job
         await asyncio.sleep(POLL)
+
+
+EXAMPLE_ENTRYPOINT = 'python -c "import ray; ray.init(); print(ray.cluster_resources())"'
+"""What the InteractiveMode hint offers to run when the RayJob has no ``spec.entrypoint``: it works as printed."""
+
+
+def _submit_hint(job: dict[str, Any]) -> str:
+    """How to submit the job an InteractiveMode RayJob waits for (``kubectl ray job submit`` in local mode)."""
+    meta, spec = job["metadata"], job.get("spec") or {}
+    namespace, name = meta["namespace"], meta["name"]
+    command = f"kray job submit --rayjob {name}" + ("" if namespace == "default" else f" -n {namespace}")
+    head = f"RayJob {namespace}/{name} is InteractiveMode: its cluster is ready and waits for a job."
+    follow_ = "This command follows the job to the end."
+    if spec.get("entrypoint"):
+        return f"{head} `{command}` submits its spec.entrypoint (or give another after --). {follow_}"
+    return f"{head} Submit one with `{command} -- {EXAMPLE_ENTRYPOINT}` (any entrypoint after --). {follow_}"
 
 
 def _lost_server(namespace: str, name: str, reason: str) -> str:
@@ -193,7 +220,7 @@ async def _drain(tail: LogTail) -> None:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > DRAIN_SECONDS:
             why = f" ({tail.last_error})" if tail.failing_since is not None else ""
-            _say(
+            say(
                 f"the driver log above may be incomplete: history has no complete copy after "
                 f"{DRAIN_SECONDS:.0f} s{why}; `kray logs {tail.name}` prints what it keeps",
                 style="yellow",
@@ -215,36 +242,24 @@ async def _kept_cluster(store: HttpStore, job: dict[str, Any]) -> str | None:
     return None if cluster["metadata"].get("deletionTimestamp") else str(name)
 
 
-async def _run_interruptible(store: HttpStore, job: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
-    """Create the RayJob and follow it; on Ctrl-C delete it (bounded) and exit 130."""
-    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    stopping = False
-
-    async def work() -> dict[str, Any]:
-        await _replace_finished(store, ns, name)
-        await store.create(RAYJOB, job)
-        return await follow(store, ns, name, show_progress=not quiet)
-
-    task = asyncio.ensure_future(work())
+async def interruptible(
+    work: Awaitable[T],
+    *,
+    stopping: Callable[[], str],
+    stop: Callable[[], Awaitable[None]],
+    left: Callable[[bool], str],
+) -> T:
+    """Await ``work``; the first Ctrl-C says ``stopping()``, cancels it and awaits ``stop()`` (which bounds
+    itself), then exits 130; a second Ctrl-C says ``left(stop_started)`` and leaves at once."""
+    task = asyncio.ensure_future(work)
+    started = False
 
     def first() -> None:
-        _say(
-            f"interrupted: deleting RayJob {ns}/{name} and its cluster (Ctrl-C again to leave without waiting)",
-            style="yellow",
-        )
+        say(f"interrupted: {stopping()} (Ctrl-C again to leave without waiting)", style="yellow")
         task.cancel()
 
     def second() -> None:
-        what = (
-            f"RayJob {ns}/{name} is being deleted, and its cluster's Ray processes may still run"
-            if stopping
-            else f"RayJob {ns}/{name} and its cluster may still run"
-        )
-        _say(
-            f"left without waiting: {what}. `{_hint(ns, name)}` stops them and waits; "
-            f"`kray server stop` stops every Ray process of kray's server",
-            style="yellow",
-        )
+        say(f"left without waiting: {left(started)}", style="yellow")
 
     interrupts = Interrupts(first=first, second=second)
     loop = asyncio.get_running_loop()
@@ -255,38 +270,117 @@ async def _run_interruptible(store: HttpStore, job: dict[str, Any], *, quiet: bo
         except asyncio.CancelledError:
             if not interrupts.count:
                 raise
-        stopping = True
-        await _stop(store, ns, name)
+        started = True
+        await stop()
     finally:
         interrupts.uninstall(loop)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
-async def _stop(store: HttpStore, namespace: str, name: str) -> None:
-    """Delete the RayJob (its cluster goes with it) and wait at most :data:`STOP_SECONDS` for it to be gone."""
+@dataclass
+class Target:
+    """The RayJob a command created and follows: named once the store has named it (``generateName``)."""
+
+    namespace: str
+    name: str | None
+    cluster: str | None
+    """The RayCluster it runs on when that is not its own (``clusterSelector``): deleting the job spares it."""
+
+    @property
+    def label(self) -> str:
+        return f"RayJob {self.namespace}/{self.name or '(not created yet)'}"
+
+    def stopping(self) -> str:
+        if self.name is None:
+            return "nothing was created yet"
+        if self.cluster is None:
+            return f"deleting {self.label} and its cluster"
+        return f"deleting {self.label}, which stops its Ray job (RayCluster {self.cluster} keeps running)"
+
+    def left(self, stop_started: bool) -> str:
+        if self.name is None:
+            return "nothing was created"
+        running = "its Ray job" if self.cluster else "its cluster's Ray processes"
+        what = (
+            f"{self.label} is being deleted, and {running} may still run"
+            if stop_started
+            else f"{self.label} and {'its Ray job' if self.cluster else 'its cluster'} may still run"
+        )
+        return (
+            f"{what}. `{_hint(self.namespace, self.name)}` stops them and waits; "
+            f"`kray server stop` stops every Ray process of kray's server"
+        )
+
+
+def target_of(job: dict[str, Any]) -> Target:
+    selector = (job.get("spec") or {}).get("clusterSelector") or {}
+    meta = job["metadata"]
+    return Target(namespace=meta["namespace"], name=meta.get("name"), cluster=selector.get("ray.io/cluster"))
+
+
+async def create_and_follow(
+    store: HttpStore, job: dict[str, Any], *, quiet: bool, created: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Create the RayJob (a finished one of its name replaced; a ``generateName`` resolved by the store) and
+    follow it; on Ctrl-C delete it (bounded) and exit 130."""
+    target = target_of(job)
+    creating: asyncio.Future[dict[str, Any]] | None = None
+
+    async def work() -> dict[str, Any]:
+        nonlocal creating
+        if target.name:
+            await _replace_finished(store, target.namespace, target.name)
+        creating = asyncio.ensure_future(store.create(RAYJOB, job))
+        stored = await asyncio.shield(creating)  # a Ctrl-C meanwhile lets it finish: :func:`stop` deletes what it made
+        target.name = str(stored["metadata"]["name"])
+        if created is not None:
+            created(target.name)
+        return await follow(store, target.namespace, target.name, show_progress=not quiet)
+
+    async def stop() -> None:
+        if creating is not None:  # sent: its answer (bounded) names what to delete
+            await asyncio.wait([creating], timeout=STOP_SECONDS)
+            if creating.done() and not creating.cancelled() and creating.exception() is None:
+                target.name = str(creating.result()["metadata"]["name"])
+        await _stop(store, target)
+
+    return await interruptible(work(), stopping=target.stopping, stop=stop, left=target.left)
+
+
+async def _stop(store: HttpStore, target: Target) -> None:
+    """Delete the RayJob (its own cluster goes with it) and wait at most :data:`STOP_SECONDS` for it to be gone."""
+    namespace, name = target.namespace, target.name
+    if name is None:
+        say("nothing to stop")
+        return
     try:
         async with asyncio.timeout(STOP_SECONDS):
             try:
                 await store.delete(RAYJOB, name, namespace=namespace, propagation="Foreground")
             except NotFound:
-                _say(f"RayJob {namespace}/{name} had not been created: nothing to stop")
+                say(f"{target.label} had not been created: nothing to stop")
                 return
             while True:
                 try:
                     await store.get(RAYJOB, name, namespace=namespace)
                 except NotFound:
-                    _say(f"RayJob {namespace}/{name} and its cluster are deleted; the job stays in history")
+                    deleted = (
+                        f"{target.label} and its cluster are deleted"
+                        if target.cluster is None
+                        else f"{target.label} is deleted and its Ray job stopped"
+                    )
+                    say(f"{deleted}; the job stays in history")
                     return
                 await asyncio.sleep(POLL)
     except TimeoutError:
-        _say(
-            f"RayJob {namespace}/{name} is still being deleted after {STOP_SECONDS:.0f} s; its Ray processes "
+        say(
+            f"{target.label} is still being deleted after {STOP_SECONDS:.0f} s; its Ray processes "
             f"stop in the background (`kray get jobs` shows it until they have)",
             style="yellow",
         )
     except StoreError as error:
-        _say(
-            f"could not delete RayJob {namespace}/{name}: {error}. `{_hint(namespace, name)}` deletes it once "
+        say(
+            f"could not delete {target.label}: {error}. `{_hint(namespace, name)}` deletes it once "
             f"the server answers; `kray server stop` stops every Ray process of kray's server",
             style="red",
         )
@@ -302,7 +396,7 @@ def run(
 
     Exit code 0 when the Ray job SUCCEEDED, 1 when it failed or was stopped, 2 for an invalid manifest.
     """
-    manifests = read_manifests([filename], namespace=namespace)
+    manifests = read_manifests([filename], namespace=namespace, generate_name=True)
     jobs = [p for p in manifests.planned if p.resource is RAYJOB]
     if len(jobs) != 1:
         raise fail(f"{filename}: expected exactly one RayJob, found {len(jobs)}", EXIT_INVALID)
@@ -311,25 +405,32 @@ def run(
     others = [p for p in manifests.planned if p is not jobs[0]]  # stored first: what the job's pods use
     job = jobs[0].obj
     job["metadata"].setdefault("annotations", {})["kray.io/submitter"] = submitter_identity()
-    ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-    if not quiet:
-        err.print(f"[dim]kray:[/dim] running RayJob {ns}/{name} on this machine", highlight=False)
+    ns, name = job["metadata"]["namespace"], str(job["metadata"].get("name") or "")
 
-    def say(line: str) -> None:
+    def progress(line: str) -> None:
         if not quiet:
             err.print(f"[dim]kray:[/dim] {escape(line)}", highlight=False)
 
+    def created(as_named: str) -> None:
+        nonlocal name
+        if not name:  # generateName: the store named it
+            name = as_named
+            progress(f"running RayJob {ns}/{name} on this machine")
+
+    if name:
+        progress(f"running RayJob {ns}/{name} on this machine")
+
     async def main(store: HttpStore) -> tuple[dict[str, Any], str | None]:
-        await store_all(store, others, say=say)
-        await ensure_namespace(store, ns, say=say)
+        await store_all(store, others, say=progress)
+        await ensure_namespace(store, ns, say=progress)
         for line in manifests.skipped:
-            say(line)
-        final = await _run_interruptible(store, job, quiet=quiet)
+            progress(line)
+        final = await create_and_follow(store, job, quiet=quiet, created=created)
         return final, await _kept_cluster(store, final)
 
     try:
         final, kept = _call(main)
-    except KeyboardInterrupt:  # before the handler of :func:`_run_interruptible` was installed
+    except KeyboardInterrupt:  # before the handler of :func:`interruptible` was installed
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if kept and not quiet:
         err.print(
@@ -375,7 +476,7 @@ def logs(
             if got or tail.job_status not in RAY_STATUS_TERMINAL:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since > DRAIN_SECONDS:
-                _say(f"the job ended ({tail.job_status}) and history has no complete copy of its log", style="yellow")
+                say(f"the job ended ({tail.job_status}) and history has no complete copy of its log", style="yellow")
                 return
             await asyncio.sleep(POLL)
 

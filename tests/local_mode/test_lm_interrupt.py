@@ -1,11 +1,13 @@
-"""Ctrl-C and a lost server while ``kray job run`` follows a job: a prompt answer, a bounded end, what is left.
+"""Ctrl-C and a lost server while ``kray job run`` or ``kray job submit`` follows a job: a prompt answer, a
+bounded end, what is left.
 
-``kray job run`` is started as a terminal starts it (SIGINT at its default) and interrupted with SIGINT
-as a terminal's Ctrl-C sends it.
+``kray`` is started as a terminal starts it (SIGINT at its default) and interrupted with SIGINT as a
+terminal's Ctrl-C sends it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,11 +21,12 @@ import pytest
 
 from kray.store import RAYCLUSTER, RAYJOB
 
-from .conftest import KRAY, Local, alive, cluster_spec, rayjob, settle, start_local, status, wait_for
+from .conftest import KRAY, Local, alive, cluster_spec, raycluster, rayjob, settle, start_local, status, wait_for
 
 pytestmark = pytest.mark.slow
 
-SLEEPER = "python -c \"import time; print('working', flush=True); time.sleep(600)\""
+SLEEPER_CODE = "import time; print('working', flush=True); time.sleep(600)"
+SLEEPER = f'python -c "{SLEEPER_CODE}"'
 
 
 def as_from_a_terminal() -> None:
@@ -54,6 +57,37 @@ class Run:
             raise AssertionError(f"still running {seconds:.0f} s later; it printed:\n{self.text()}") from None
 
 
+def start_kray(where: Local, label: str, *args: str) -> Run:
+    """``kray ARGS`` started as from a terminal, its output in ``<label>.out``; :func:`end` it after."""
+    out = where.home / f"{label}.out"
+    with out.open("w") as sink:
+        proc = subprocess.Popen(
+            [KRAY, *args],
+            env=where.env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=as_from_a_terminal,  # noqa: PLW1509 - it only resets a signal disposition
+        )
+    return Run(proc, out)
+
+
+def end(run: Run) -> None:
+    if run.proc.poll() is None:
+        run.proc.kill()
+        run.proc.wait()
+
+
+@contextlib.contextmanager
+def in_background(where: Local, label: str, *args: str) -> Iterator[Run]:
+    run = start_kray(where, label, *args)
+    try:
+        yield run
+    finally:
+        end(run)
+
+
 JobRun = Callable[..., Run]
 
 
@@ -64,25 +98,12 @@ def job_run(local: Local) -> Iterator[JobRun]:
     def start(name: str, *, on: Local | None = None) -> Run:
         where = on or local
         manifest = where.manifest(rayjob(name, SLEEPER, rayClusterSpec=cluster_spec(workers=0)))
-        out = where.home / f"{name}.out"
-        with out.open("w") as sink:
-            proc = subprocess.Popen(
-                [KRAY, "job", "run", "-f", str(manifest)],
-                env=where.env(),
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                preexec_fn=as_from_a_terminal,  # noqa: PLW1509 - it only resets a signal disposition
-            )
-        started.append(Run(proc, out))
+        started.append(start_kray(where, name, "job", "run", "-f", str(manifest)))
         return started[-1]
 
     yield start
     for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
+        end(run)
 
 
 def history(local: Local, name: str) -> list[dict[str, object]]:
@@ -174,3 +195,68 @@ def test_job_run_whose_server_goes_away_ends_saying_what_to_do(tmp_path: Path, j
             assert settle(lambda: [p.pid for p in pods if alive(p)], timeout=30) == []
     finally:
         server.close()  # stops the server (again) and sweeps what a killed one left
+
+
+@pytest.fixture(scope="module")
+def shared_cluster(local: Local) -> Iterator[str]:
+    """A running cluster ``kray job submit`` submits to (its jobs must leave it running)."""
+    local.create(RAYCLUSTER, raycluster("lm-int-sub", workers=0))
+    local.wait_cluster_ready("lm-int-sub", workers=0)
+    yield "lm-int-sub"
+    local.delete(RAYCLUSTER, "lm-int-sub")
+    local.wait_gone(RAYCLUSTER, "lm-int-sub", timeout=90)
+
+
+def test_ctrl_c_while_job_submit_follows_stops_that_job_and_spares_the_cluster(
+    local: Local, shared_cluster: str
+) -> None:
+    args = ("job", "submit", "-c", shared_cluster, "--name", "lm-int-sub-once", "--", "python", "-c", SLEEPER_CODE)
+    with in_background(local, "lm-int-sub-once", *args) as run:
+        run.wait_printed("working", timeout=120)
+        submission = status(local.get(RAYJOB, "lm-int-sub-once"))["jobId"]
+        run.proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        run.wait_printed(
+            f"interrupted: deleting RayJob default/lm-int-sub-once, which stops its Ray job (RayCluster "
+            f"{shared_cluster} keeps running)",
+            timeout=5,
+        )
+        answered = time.monotonic() - interrupted
+        assert run.exit_within(30) == 130
+        took = time.monotonic() - interrupted
+    printed = run.text()
+    assert answered < 5, answered
+    assert took < 25, f"{took:.1f}s:\n{printed}"
+    assert "Traceback" not in printed, printed
+    assert "RayJob default/lm-int-sub-once is deleted and its Ray job stopped" in printed, printed
+    local.wait_gone(RAYJOB, "lm-int-sub-once", timeout=60)
+    wait_for(
+        lambda: (
+            {j["submission_id"]: j["status"] for j in local.ray_jobs(shared_cluster)}.get(submission)
+            in {"STOPPED", "FAILED"}
+        ),
+        timeout=60,
+        what=f"Ray job {submission} stopped",
+    )
+    local.wait_cluster_ready(shared_cluster, workers=0, timeout=10)
+
+
+def test_a_second_ctrl_c_leaves_job_submit_at_once(local: Local, shared_cluster: str) -> None:
+    args = ("job", "submit", "-c", shared_cluster, "--name", "lm-int-sub-twice", "--", "python", "-c", SLEEPER_CODE)
+    with in_background(local, "lm-int-sub-twice", *args) as run:
+        run.wait_printed("working", timeout=120)
+        run.proc.send_signal(signal.SIGINT)
+        run.wait_printed("interrupted: deleting RayJob default/lm-int-sub-twice", timeout=5)
+        assert run.proc.poll() is None, f"the first Ctrl-C was done before the second could come:\n{run.text()}"
+        run.proc.send_signal(signal.SIGINT)
+        second = time.monotonic()
+        assert run.exit_within(5) == 130
+        left = time.monotonic() - second
+    printed = run.text()
+    assert left < 3, f"{left:.1f}s"
+    assert "left without waiting: RayJob default/lm-int-sub-twice" in printed, printed
+    assert "`kray delete job lm-int-sub-twice`" in printed, printed
+    assert "Traceback" not in printed, printed
+    cleaned = local.kray("delete", "job", "lm-int-sub-twice")
+    assert cleaned.returncode in {0, 1}, cleaned.stderr  # 1: the first Ctrl-C's delete had finished meanwhile
+    local.wait_gone(RAYJOB, "lm-int-sub-twice", timeout=60)
