@@ -57,6 +57,13 @@ REMOTE_URI_MODULES: Mapping[str, tuple[tuple[str, ...], str]] = {
     "https": (("smart_open",), "smart_open"),
 }
 
+# Runtime-env keys Ray serves with a program of the node (ray._private.runtime_env: conda_utils, image_uri).
+_RUNTIME_ENV_PROGRAMS = (
+    ("conda", "conda", "install Miniforge and put conda on PATH, or use pip/uv"),
+    ("image_uri", "podman", "Ray runs image_uri workers with podman; use pip/uv, or install podman"),
+    ("container", "podman", "Ray runs container workers with podman; use pip/uv, or install podman"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Machine:
@@ -415,6 +422,9 @@ def _check_runtime_env(found: Findings, path: str, text: Any, *, machine: Machin
     except yaml.YAMLError:
         return  # Ray's to reject
     env = _dict(env)
+    for key, program, how in _RUNTIME_ENV_PROGRAMS:
+        if env.get(key) and not machine.has_command(program):
+            found.refuse(path, f"a runtime env with {key} needs `{program}` on this machine, which has none: {how}")
     remote = [env.get("working_dir"), *_list(env.get("py_modules"))]
     for uri in remote:
         if not isinstance(uri, str) or "://" not in uri:

@@ -312,6 +312,22 @@ def test_a_runtime_env_uri_needs_the_module_ray_fetches_it_with() -> None:
     assert [n.path for n in fit.notes] == ["spec.runtimeEnvYAML"]  # this machine's credentials, said once
 
 
+@pytest.mark.parametrize(
+    ("env", "program"),
+    [("conda: {dependencies: [numpy]}", "conda"), ("image_uri: rayproject/ray:2.60.0", "podman")],
+)
+def test_a_runtime_env_served_by_a_missing_program_is_refused(env: str, program: str) -> None:
+    job = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"name": "j"},
+        "spec": {"entrypoint": "python -m app", "runtimeEnvYAML": env, "rayClusterSpec": cluster()["spec"]},
+    }
+    message = refused(plan_fit([job], machine=machine()))["spec.runtimeEnvYAML"]
+    assert f"needs `{program}` on this machine" in message
+    assert plan_fit([job], machine=machine(has_command=(COMMANDS | {program}).__contains__)).ok
+
+
 def test_cloud_uris_elsewhere_are_notes() -> None:
     document = cluster()
     head_spec(document)["containers"][0]["env"] = [{"name": "DATA", "value": "s3://bucket/data"}]
