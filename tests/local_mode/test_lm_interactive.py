@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from kray.store import RAYCLUSTER, RAYJOB
 
 from .conftest import KRAY, Local, cluster_spec, rayjob, status
-from .test_lm_interrupt import in_background
+from .test_lm_interrupt import SLEEPER_CODE, in_background
 
 pytestmark = pytest.mark.slow
 
@@ -83,3 +84,28 @@ def test_an_interactive_mode_rayjob_says_how_to_submit_and_runs_what_is_submitte
     assert f"RayJob default/lm-interactive: Complete (Ray job {spec_id}: SUCCEEDED)" in printed, printed
     local.delete(RAYJOB, "lm-interactive")
     local.wait_gone(RAYJOB, "lm-interactive", timeout=90)
+
+
+def test_ctrl_c_of_job_submit_rayjob_stops_the_submitted_job_and_the_rayjob_ends_with_it(local: Local) -> None:
+    job = rayjob("lm-interactive-stop", "", rayClusterSpec=cluster_spec(workers=0), shutdownAfterJobFinishes=True)
+    job["spec"]["submissionMode"] = "InteractiveMode"
+    del job["spec"]["entrypoint"]
+    manifest = local.manifest(job)
+    with in_background(local, "lm-interactive-stop", "job", "run", "-f", str(manifest)) as run:
+        run.wait_printed("kray job submit --rayjob", timeout=180)
+        args = ("job", "submit", "--rayjob", "lm-interactive-stop", "--", "python", "-c", SLEEPER_CODE)
+        with in_background(local, "lm-interactive-stop-submit", *args) as submit:
+            submit.wait_printed("working", timeout=120)
+            submission = (local.get(RAYJOB, "lm-interactive-stop") or {})["spec"]["jobId"]
+            submit.proc.send_signal(signal.SIGINT)
+            submit.wait_printed(
+                f"interrupted: stopping Ray job {submission} of RayJob default/lm-interactive-stop", timeout=5
+            )
+            assert submit.exit_within(30) == 130
+        printed = submit.text()
+        assert f"Ray job {submission} is STOPPED; RayJob default/lm-interactive-stop ends with it" in printed, printed
+        assert "Traceback" not in printed, printed
+        assert run.exit_within(60) == 1
+    assert f"(Ray job {submission}: STOPPED)" in run.text(), run.text()
+    local.delete(RAYJOB, "lm-interactive-stop")
+    local.wait_gone(RAYJOB, "lm-interactive-stop", timeout=90)
