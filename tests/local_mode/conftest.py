@@ -149,7 +149,7 @@ class Local:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
         return {**base, "KRAY_HOME": str(self.home), "NO_COLOR": "1", "COLUMNS": "200"}
 
-    def kray(self, *args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    def kray(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [KRAY, *args],
             env=self.env(),

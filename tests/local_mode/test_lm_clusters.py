@@ -179,10 +179,11 @@ def test_suspend_and_resume_a_cluster(local: Local, ready: str) -> None:
     assert condition(resumed, "HeadPodReady") == "True"
 
 
+@pytest.mark.timeout(700)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_failing_job_reports_exit_code_and_last_log_lines(local: Local, ready: str) -> None:
     code = "import sys; print('last words before exit 3'); sys.exit(3)"
     path = local.manifest(rayjob("lm-fail", f'python -c "{code}"', selector=ready))
-    run = local.kray("job", "run", "-f", str(path))
+    run = local.kray("job", "run", "-f", str(path), timeout=300)
     assert run.returncode == 1, run.stderr
     assert "last words before exit 3" in run.stdout  # the driver log was streamed
     job = local.get(RAYJOB, "lm-fail")

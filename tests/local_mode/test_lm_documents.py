@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 import yaml
 
 from kray.local.environment import PORTS_ANNOTATION
@@ -42,6 +43,7 @@ def head(local: Local, cluster: str) -> Obj:
     return heads[0]
 
 
+@pytest.mark.timeout(780)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_reapply_merges_metadata_keeps_krays_ports_and_the_running_pods(local: Local) -> None:
     first = raycluster("h2-reapply", workers=0)
     first["metadata"]["annotations"] = {"team": "a", "note": "old"}

@@ -24,13 +24,23 @@ def test_the_readme_rayjob_does_real_ray_work_and_succeeds(local: Local) -> None
     assert status(job)["jobStatus"] == "SUCCEEDED"
 
 
+@pytest.mark.timeout(660)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_the_sample_raycluster_runs_a_submitted_job(local: Local, tmp_path: Path) -> None:
     applied = local.kray("apply", "-f", str(EXAMPLES / "raycluster.yaml"))
     assert applied.returncode == 0, applied.stderr
     local.wait_cluster_ready("raycluster-sample", workers=1)
     (tmp_path / "main.py").write_text("import ray\nray.init()\nprint('cpus', int(ray.cluster_resources()['CPU']))\n")
     submitted = local.kray(
-        "job", "submit", "-c", "raycluster-sample", "--working-dir", str(tmp_path), "--", "python", "main.py"
+        "job",
+        "submit",
+        "-c",
+        "raycluster-sample",
+        "--working-dir",
+        str(tmp_path),
+        "--",
+        "python",
+        "main.py",
+        timeout=300,
     )
     assert submitted.returncode == 0, submitted.stderr[-2000:]
     assert "cpus 2" in submitted.stdout

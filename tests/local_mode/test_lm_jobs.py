@@ -41,7 +41,7 @@ class Finished:
 def finished(local: Local) -> Finished:
     entrypoint = f"python -c \"import ray; ray.init(); print('{MARKER}', int(ray.cluster_resources()['CPU']))\""
     manifest = local.manifest(rayjob("lm-ok", entrypoint, shutdownAfterJobFinishes=True, ttlSecondsAfterFinished=5))
-    run = local.kray("job", "run", "-f", str(manifest))
+    run = local.kray("job", "run", "-f", str(manifest), timeout=300)
     job = local.get(RAYJOB, "lm-ok")
     assert job is not None, run.stderr
     cluster = status(job)["rayClusterName"]

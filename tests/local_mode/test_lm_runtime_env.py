@@ -38,7 +38,7 @@ print("{MARKER}", len(nodes), requests.__version__, imported, "virtualenvs:", le
 """
 
 
-@pytest.mark.timeout(780)  # kray job run's own bound
+@pytest.mark.timeout(870)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_a_pip_runtime_env_installs_on_every_node_and_its_workers_import_ray(local: Local) -> None:
     job = rayjob("lm-pip", f"python -c '{DRIVER}'", runtimeEnvYAML=RUNTIME_ENV, shutdownAfterJobFinishes=True)
     run = local.kray("job", "run", "-f", str(local.manifest(job)), timeout=720)

@@ -36,7 +36,7 @@ def sample_without_pip(local: Local) -> Path:
     return path
 
 
-@pytest.mark.timeout(720)  # kray job run's own bound
+@pytest.mark.timeout(810)  # its bounded waits add up to more (tests/test_suite_rules.py)
 def test_kuberay_ray_job_sample_reads_its_entrypoint_from_the_mounted_configmap(local: Local) -> None:
     home_ray_existed = Path("/home/ray").exists()
     run = local.kray("job", "run", "-f", str(sample_without_pip(local)), timeout=660)
