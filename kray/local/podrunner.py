@@ -52,6 +52,7 @@ from kray.local.podenv import LOCAL_POD_IP, expand_args, resolve_env
 from kray.local.podstatus import pod_conditions, pod_phase
 from kray.local.ports import PortAllocator
 from kray.local.preflight import find_ray, missing_ray_message, pod_path
+from kray.local.tempdirs import mark, remove_unused
 from kray.local.volumes import VolumeContext, VolumeError, VolumePending, prepare_container, release
 from kray.runtime.informer import Informer, ObjectKey, key_of
 from kray.runtime.workqueue import ShutDown, WorkQueue
@@ -128,6 +129,7 @@ class PodRunner:
     async def run(self, stop: asyncio.Event) -> None:
         informer = Informer(self.store, POD)
         informer.add_handler(lambda old, new: self.queue.add(key_of(new if new is not None else old)))  # type: ignore[arg-type]
+        await self._remove_unclaimed_temp_dirs()
         feeder = asyncio.create_task(informer.run(stop))
         worker = asyncio.create_task(self._work())
         try:
@@ -233,6 +235,19 @@ class PodRunner:
         temp_dir = _temp_dir_of(pod)
         if temp_dir and not await self._temp_dir_in_use(temp_dir, besides=key):
             await self._remove(Path(temp_dir), inside=ray_temp_root())
+
+    async def _remove_unclaimed_temp_dirs(self) -> None:
+        """Delete this state dir's Ray temp dirs that no pod in the store names (a previous server was killed
+        with -9 before it removed them): runs before the first pod starts, so no process of this state dir
+        uses a dir no pod names. Never raises."""
+        try:
+            pods = (await self.store.list(POD)).items
+        except StoreError as error:
+            log.warning("podrunner.cleanup_skipped", error=str(error))
+            return
+        used = [d for p in pods if (d := _temp_dir_of(p))]
+        for removed in await asyncio.to_thread(remove_unused, self.settings.state_dir, used=used):
+            log.info("podrunner.removed_unclaimed", path=str(removed))
 
     async def _temp_dir_in_use(self, temp_dir: str, *, besides: ObjectKey) -> bool:
         """Whether a pod other than ``besides`` runs, or may yet run, with this Ray temp dir.
@@ -439,11 +454,24 @@ class PodTask:
         if _RAY_COMMAND.search(" ".join(argv)) and find_ray(bin_dir=self.settings.bin_dir, path=env["PATH"]) is None:
             raise LocalError(missing_ray_message(bin_dir=self.settings.bin_dir))
         argv = await self._volumes(container, argv, env)
+        await self._mark_temp_dir()
         handle = await asyncio.to_thread(
             procs.spawn, argv=argv, env=env, cwd=self._workdir(container), log_path=self.log_path(container)
         )
         await self._record(str(container.get("name") or ""), handle)
         return handle
+
+    async def _mark_temp_dir(self) -> None:
+        """Name this state dir in the pod's Ray temp dir before a process may use it (:mod:`kray.local.tempdirs`),
+        so ``kray server stop`` and a restarted runner know it as theirs. A temp dir outside the root is left
+        alone: Ray creates it, kray never deletes it."""
+        temp_dir = _temp_dir_of(self.pod)
+        if not temp_dir:
+            return
+        try:
+            await asyncio.to_thread(mark, Path(temp_dir), home=self.settings.state_dir)
+        except (OSError, UnsafePath) as error:
+            log.warning("podrunner.temp_dir_unmarked", temp_dir=temp_dir, error=str(error))
 
     async def _volumes(self, container: dict[str, Any], argv: list[str], env: dict[str, str]) -> list[str]:
         """The container's volumes, made and mounted (argv wrapped with the mount-namespace launcher), as the

@@ -31,6 +31,7 @@ from kray.local.podrunner import (
 )
 from kray.local.podstatus import pod_conditions
 from kray.local.store import EmbeddedStore
+from kray.local.tempdirs import MARKER, mark
 from kray.store import POD, Obj
 from kray.store.errors import NotFound
 
@@ -437,6 +438,26 @@ async def test_a_ray_command_without_ray_does_not_start_and_says_how_to_install_
         assert last["message"].startswith(f"`ray` was not found in {empty} nor on PATH")
         assert "pip install 'kray[local]'" in last["message"]
         await store.delete(POD, "noray", namespace=NAMESPACE)
+
+
+async def test_a_starting_runner_removes_the_temp_dirs_of_its_state_dir_that_no_pod_names_and_only_those(
+    store: EmbeddedStore, settings: RunnerSettings, temp_root: Path, tmp_path: Path
+) -> None:
+    used = cluster_temp_dir(temp_root, "used00000000")
+    async with running(store, settings) as first:
+        first.kill_on_exit = False  # its pod outlives it, as after a server killed with -9
+        await store.create(POD, pod("worker", "exec sleep 30", temp_dir=used / "w1"))  # a worker's own dir
+        await wait_pod(store, "worker", running_pod, what="worker running")
+    assert (used / "w1" / MARKER).read_text().strip() == str(settings.state_dir), "the runner marks the dir it uses"
+    stale = cluster_temp_dir(temp_root, "stale0000000")  # its pods are gone, its removal was cut short
+    mark(stale / "w2", home=settings.state_dir)
+    theirs = cluster_temp_dir(temp_root, "theirs000000")
+    mark(theirs, home=tmp_path / "another-state-dir")
+    unmarked = cluster_temp_dir(temp_root, "unmarked0000")
+    async with running(store, settings):
+        await _eventually(lambda: not stale.exists(), what="the unclaimed temp dir removed")
+        assert [d for d in (used, theirs, unmarked) if not d.is_dir()] == []
+        assert running_pod(await get(store, "worker"))
 
 
 @pytest.mark.parametrize("kill_on_exit", [True, False])

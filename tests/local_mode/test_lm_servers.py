@@ -19,10 +19,11 @@ import psutil
 import pytest
 
 from kray.local.environment import NODE_PORTS_ANNOTATION, PORTS_ANNOTATION
-from kray.local.paths import LocalPaths
-from kray.local.podrunner import HOME_ENV
+from kray.local.paths import LocalPaths, ray_temp_root, remove_tree
+from kray.local.podrunner import HOME_ENV, RAY_TEMP_DIR_ANNOTATION
 from kray.local.server.launcher import sweep
-from kray.store import RAYCLUSTER, RAYJOB
+from kray.local.tempdirs import mark
+from kray.store import POD, RAYCLUSTER, RAYJOB
 
 from .conftest import (
     Local,
@@ -106,8 +107,16 @@ def bystander(local: Local) -> Bystander:
     return Bystander(local=local, daemons=daemons, ports=reserved_ports(local, TWIN))
 
 
+def temp_dirs(local: Local) -> set[Path]:
+    """The Ray temp dirs the state dir's pods were given (``kray.io/ray-temp-dir``)."""
+    return {Path(d) for p in local.list(POD) if (d := annotations(p).get(RAY_TEMP_DIR_ANNOTATION))}
+
+
 def assert_untouched(bystander: Bystander) -> None:
     local = bystander.local
+    kept = temp_dirs(local)
+    assert kept, "the bystander's pods name no Ray temp dir"
+    assert [d for d in kept if not d.is_dir()] == [], "another state dir's Ray temp dirs were deleted"
     assert [p.pid for p in bystander.daemons if not alive(p)] == [], "another state dir's Ray processes were killed"
     assert status(local.get(RAYCLUSTER, TWIN)).get("state") == "ready"
     assert dashboard_answers(local, TWIN, token=local.cluster_token(TWIN)) == 200
@@ -154,6 +163,9 @@ def test_server_stop_after_kill_9_sweeps_the_orphans_of_its_state_dir_only(
         assert any("orphan driver" in line for line in lines), lines  # the driver, in a session of its own
         assert any("JobSupervisor" in line for line in lines), lines  # a Ray worker renamed by setproctitle
         assert len(victim.pod_processes(victim.live_pods(cluster))) >= 4
+        dirs = temp_dirs(victim)
+        assert dirs, "the victim's pods name no Ray temp dir"
+        assert [d for d in dirs if not d.is_dir()] == [], dirs
 
         kill_server(victim)
         orphans = [p for p in processes if alive(p)]  # Ray's short-lived helpers may have ended meanwhile
@@ -167,6 +179,8 @@ def test_server_stop_after_kill_9_sweeps_the_orphans_of_its_state_dir_only(
         left = settle(lambda: [command_line(p) for p in orphans if alive(p)], timeout=30)
         assert left == [], left
         assert tagged(victim) == []
+        # Kill -9, then stop: nothing orphaned, the Ray temp dirs of the swept clusters included.
+        assert [d for d in dirs if d.exists()] == []
     assert_untouched(bystander)
 
 
@@ -209,3 +223,24 @@ def test_sweep_kills_the_untagged_members_and_descendants_of_tagged_processes_on
         for process in started:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_a_plain_server_stop_removes_its_state_dirs_unused_ray_temp_dirs_only(tmp_path: Path) -> None:
+    """No Ray here: temp dirs marked as the pod runner marks them, that no pod of the running server names."""
+    mine, theirs = (LocalPaths(tmp_path / name).ensure() for name in ("mine", "theirs"))
+    root = ray_temp_root()
+    left, other = root / f"t{os.getpid()}mine", root / f"t{os.getpid()}them"
+    try:
+        with running_local(mine.home) as server:
+            mark(left / "w1", home=mine.home)  # a cluster's dir, and a worker's own dir inside it
+            (left / "session_latest").mkdir()
+            mark(other, home=theirs.home)
+            stopped = server.kray("server", "stop")
+            server.info = None
+            assert stopped.returncode == 0, stopped.stderr
+        assert not left.exists(), "the state dir's temp dir outlived kray server stop"
+        assert other.is_dir(), "another state dir's temp dir was removed"
+    finally:
+        for path in (left, other):
+            if path.exists():
+                remove_tree(path, inside=root)

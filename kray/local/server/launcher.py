@@ -3,7 +3,8 @@
 ``ensure_server`` starts one on demand and waits until its API answers; ``stop_server`` asks it to
 stop (SIGTERM: it kills every pod's processes), escalates to SIGKILL, and then sweeps any process
 still tagged with this state dir — so ``kray server stop`` leaves no Ray process behind even when
-the server had been killed with -9 and its pods' processes were orphaned.
+the server had been killed with -9 and its pods' processes were orphaned; nor their clusters' Ray temp
+dirs (:mod:`kray.local.tempdirs`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import psutil
 from kray.local.paths import LocalPaths
 from kray.local.podrunner import HOME_ENV
 from kray.local.procs import tail
+from kray.local.tempdirs import remove_unused
 
 
 class ServerError(Exception):
@@ -116,7 +118,26 @@ def stop_server(paths: LocalPaths, *, timeout: float = 90.0) -> list[int]:
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
     paths.server_info.unlink(missing_ok=True)
-    return sweep(paths)
+    swept = sweep(paths)
+    _remove_temp_dirs(paths)
+    return swept
+
+
+def _remove_temp_dirs(paths: LocalPaths) -> None:
+    """Delete the state dir's Ray temp dirs once nothing can use them: no process of the state dir is left and
+    no server runs on it. The state dir's lock is held meanwhile, so no server starts pods in the meantime."""
+    if not paths.lock.exists():
+        return
+    with paths.lock.open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # a server runs (again) on this state dir: its pods' dirs are its runner's to remove
+        try:
+            if not _state_dir_processes(str(paths.home)):
+                remove_unused(paths.home)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _exited(pid: int, *, timeout: float) -> bool:
