@@ -29,7 +29,7 @@ from kray.cli.documents import ensure_namespace, read_manifests, store_all
 from kray.cli.fit import refuse_unfit
 from kray.cli.interrupt import EXIT_INTERRUPTED, Interrupts
 from kray.cli.local import EXIT_INVALID, Namespace, TargetNamespace, _call, fail, require_ray
-from kray.cli.logtail import REQUEST_SECONDS, LogTail
+from kray.cli.logtail import REQUEST_SECONDS, LogTail, StartWait
 from kray.local.history import submitter_identity
 from kray.local.server.client import HttpStore
 from kray.store import POD, RAYCLUSTER, RAYJOB
@@ -460,12 +460,16 @@ def logs(
 
     async def main(store: HttpStore) -> None:
         tail = LogTail(store=store, namespace=namespace, name=name, submission=submission, say=_warn)
+        start = StartWait(store=store, namespace=namespace, name=name, say=say)
         quiet_since = time.monotonic()
         while True:
             try:
                 got = await tail.pull()
             except NotFound:
-                raise fail(f"no job history for {namespace}/{name}") from None
+                if not follow_ or not await start.waiting():
+                    raise fail(f"no job history for {namespace}/{name}") from None
+                await asyncio.sleep(POLL)
+                continue
             if tail.complete or (not follow_ and tail.failing_since is None):
                 return
             if tail.failing_for() > LOST_SERVER_SECONDS:

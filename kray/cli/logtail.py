@@ -4,11 +4,14 @@ The log route answers at most a few MiB at a time (cut between UTF-8 characters)
 is complete only with its last byte; :class:`LogTail` asks again until it has caught up, writes the
 bytes to stdout as they are (so a redirected log is the kept file, byte for byte), and treats a
 failed request as an outage: reported once on stderr with its reason, retried by the caller.
+:class:`StartWait` lets ``kray logs -f`` wait for a job that history does not know yet because its RayJob
+has not submitted it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,11 +19,17 @@ from dataclasses import dataclass, field
 
 import httpx2
 
+from kray.local.config import job_settings
 from kray.local.server.client import HttpStore
+from kray.store import RAYJOB, Obj
 from kray.store.errors import NotFound
 
 REQUEST_SECONDS = 10.0
 """One log request's bound (the store client waits for answers without one)."""
+ENDED = frozenset({"Complete", "Failed", "ValidationFailed"})
+START_MARGIN = 60.0
+"""Waiting for a job to start outlasts its RayJob's startup deadline by this much (the controller's own
+reaction to the deadline, and the submission's way into history)."""
 
 
 class LogUnavailable(Exception):
@@ -105,3 +114,43 @@ class LogTail:
         self.complete = response.headers.get("X-Kray-Log-Complete") == "1"
         self.job_status = response.headers.get("X-Kray-Job-Status", "")
         return body
+
+
+def startup_seconds(job: Obj) -> float:
+    """How long a RayJob may take to submit its job: its ``spec.preRunningDeadlineSeconds``, else local mode's
+    startup timeout (``KRAY_STARTUP_TIMEOUT``), else 600 s — never unbounded here."""
+    deadline = (job.get("spec") or {}).get("preRunningDeadlineSeconds")
+    if isinstance(deadline, int | float) and deadline > 0:
+        return float(deadline)
+    try:
+        policy = job_settings(os.environ).startup
+    except ValueError:
+        policy = None
+    return policy.timeout if policy is not None and policy.timeout else 600.0
+
+
+@dataclass(kw_only=True)
+class StartWait:
+    """A job history does not know yet: whether to wait for its RayJob to submit it.
+
+    Yes while the RayJob exists, has not ended and its startup (:func:`startup_seconds`, plus
+    :data:`START_MARGIN`, counted from the first ask) has not run out; the first yes says so once.
+    """
+
+    store: HttpStore
+    namespace: str
+    name: str
+    say: Callable[[str], None]
+    deadline: float | None = field(default=None, init=False)
+
+    async def waiting(self) -> bool:
+        try:
+            job = await self.store.get(RAYJOB, self.name, namespace=self.namespace)
+        except NotFound:
+            return False
+        if ((job.get("status") or {}).get("jobDeploymentStatus") or "") in ENDED:
+            return False
+        if self.deadline is None:
+            self.deadline = time.monotonic() + startup_seconds(job) + START_MARGIN
+            self.say(f"waiting for RayJob {self.namespace}/{self.name} to start its job")
+        return time.monotonic() < self.deadline
