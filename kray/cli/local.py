@@ -148,6 +148,7 @@ def get(
 ) -> None:
     """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone) or namespaces."""
     from kray.cli.render import cluster_table, job_rows, job_table
+    from kray.local.history import history_only, record_object
 
     if output not in OUTPUTS:
         raise fail(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}", EXIT_INVALID)
@@ -166,12 +167,16 @@ def get(
 
     items, history = _call(run)
     if output in {"yaml", "json"}:
-        # As kubectl: one object by name, else a v1 List.
-        payload: Any = {"apiVersion": "v1", "kind": "List", "items": items}
+        # As kubectl: one object by name, else a v1 List. Jobs only history remembers are JobRecords
+        # (kray.local.history.record_object); by name, the RayJob when it exists, else its one record.
+        remembered = [record_object(r) for r in history_only(items, history)]
+        listed = [*items, *remembered]
+        payload: Any = {"apiVersion": "v1", "kind": "List", "items": listed}
         if name:
-            if not items:
+            if not listed:
                 raise fail(f"{kind} {name!r} not found")
-            payload = items[0]
+            if items or len(listed) == 1:
+                payload = listed[0]
         text = json.dumps(payload, indent=2) if output == "json" else yaml.safe_dump(payload, sort_keys=False)
         sys.stdout.write(text.rstrip("\n") + "\n")  # verbatim: no wrapping at the terminal's width
         return

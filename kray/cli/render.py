@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kray.api.manifest import Outcome
+from kray.local.history import history_only
 
 
 def outcome_lines(outcome: Outcome) -> tuple[list[str], list[str]]:
@@ -90,10 +91,8 @@ def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool =
 def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Live RayJobs first, then finished ones only history remembers (their RayJob is gone)."""
     rows: list[dict[str, str]] = []
-    live = set()
     for job in jobs:
         meta, status = job["metadata"], job.get("status") or {}
-        live.add((meta.get("namespace"), meta["name"], status.get("jobId")))
         rows.append(
             {
                 "name": meta["name"],
@@ -108,10 +107,7 @@ def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[
                 "entrypoint": (job.get("spec") or {}).get("entrypoint") or "",
             }
         )
-    for record in history:
-        key = (record["namespace"], record["name"], record["submission_id"])
-        if key in live or not record["submission_id"]:
-            continue
+    for record in history_only(jobs, history):
         rows.append(
             {
                 "name": record["name"],

@@ -16,7 +16,7 @@ import getpass
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -106,6 +106,34 @@ class JobRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
+
+
+RECORD_API_VERSION, RECORD_KIND = "kray.io/v1", "JobRecord"
+
+
+def history_only(jobs: Iterable[Obj], records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records (:meth:`JobRecord.as_dict`) of submissions no live RayJob shows: its RayJob is gone, or it
+    is an earlier submission of one; a record without a submission id ran nothing and is left out."""
+    live = {
+        (job["metadata"].get("namespace"), job["metadata"]["name"], (job.get("status") or {}).get("jobId"))
+        for job in jobs
+    }
+    return [r for r in records if r["submission_id"] and (r["namespace"], r["name"], r["submission_id"]) not in live]
+
+
+def record_object(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A history record as a ``kray.io/v1`` ``JobRecord`` for ``kray get jobs -o yaml|json``: never a RayJob
+    (history keeps no spec, and a made-up one would read as an object the store has). ``metadata`` names the
+    RayJob it was; ``record`` carries every field of the record as history stores it."""
+    metadata = {"name": record["name"], "namespace": record["namespace"]}
+    if record.get("created"):
+        metadata["creationTimestamp"] = record["created"]
+    return {
+        "apiVersion": RECORD_API_VERSION,
+        "kind": RECORD_KIND,
+        "metadata": metadata,
+        "record": {name: record.get(name) for name in _FIELDS},
+    }
 
 
 @dataclass

@@ -22,9 +22,9 @@ import yaml
 
 from kray.store import EVENT, RAYCLUSTER, RAYJOB, Obj
 
-from .conftest import KRAY, Local, cluster_spec, raycluster, rayjob, status
+from .conftest import KRAY, Local, cluster_spec, raycluster, rayjob, status, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1000)]  # >= a test's bounded waits (test_suite_rules)
 
 STARTUP = 240.0
 """A cluster's start on a loaded 2-core machine (30-60 s idle, much longer under load)."""
@@ -165,6 +165,21 @@ def test_get_jobs_wide_lists_a_job_only_history_remembers(local: Local, gone: Go
     assert row[7:] == ["default", record["submission_id"], HISTORY_ENTRYPOINT]  # never cut (kubectl)
 
 
+def test_get_jobs_yaml_json_include_a_job_only_history_remembers_as_a_job_record(local: Local, gone: Gone) -> None:
+    expected = {
+        "apiVersion": "kray.io/v1",
+        "kind": "JobRecord",
+        "metadata": {"name": "cli-hist", "namespace": "default", "creationTimestamp": gone.record["created"]},
+        "record": gone.record,
+    }
+    for output, parse in (("yaml", yaml.safe_load), ("json", json.loads)):
+        listed = parse(ok(local.kray("get", "jobs", "-o", output)))
+        assert (listed["apiVersion"], listed["kind"]) == ("v1", "List")
+        assert [i for i in listed["items"] if i["metadata"]["name"] == "cli-hist"] == [expected]
+        assert {i["kind"] for i in listed["items"]} <= {"RayJob", "JobRecord"}
+        assert parse(ok(local.kray("get", "jobs", "cli-hist", "-o", output))) == expected
+
+
 # -- kray logs -f ------------------------------------------------------------------------------------------
 
 
@@ -191,6 +206,67 @@ def test_logs_follow_prints_a_running_job_to_its_end_and_exits_0(local: Local, s
     assert status(local.get(RAYJOB, "cli-follow"))["jobDeploymentStatus"] == "Complete"
     printed = [line for line in out.splitlines() if line.startswith(("tick", "done"))]
     assert printed == [*(f"tick {i}" for i in range(30)), "done"], out
+
+
+def follower(local: Local, name: str, errors: Path) -> subprocess.Popen[str]:
+    """``kray logs NAME -f`` in the background, its stderr going to ``errors`` (read while it runs)."""
+    with errors.open("w") as sink:
+        return subprocess.Popen(
+            [KRAY, "logs", name, "-f"],
+            env=local.env(),
+            stdout=subprocess.PIPE,
+            stderr=sink,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+
+
+def test_logs_follow_started_right_after_the_rayjob_is_created_prints_its_log_and_exits_0(
+    local: Local, shared: Obj, tmp_path: Path
+) -> None:
+    code = "print('started late', flush=True); print('done')"
+    local.create(RAYJOB, rayjob("cli-early", f'python -c "{code}"', selector=SHARED))
+    follow = follower(local, "cli-early", tmp_path / "stderr")
+    try:
+        out, _ = follow.communicate(timeout=180)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait(timeout=10)
+    errors = (tmp_path / "stderr").read_text()
+    assert follow.returncode == 0, errors
+    assert [line for line in out.splitlines() if line in {"started late", "done"}] == ["started late", "done"], out
+    local.delete(RAYJOB, "cli-early")
+
+
+def test_logs_follow_waits_while_the_rayjob_has_no_submission_and_fails_once_it_is_gone(
+    local: Local, tmp_path: Path
+) -> None:
+    """No Ray: a RayJob another controller manages (``spec.managedBy``) is never submitted by kray, which makes
+    the moment before the controller records a submission id last as long as the test needs."""
+    job = rayjob("cli-unsubmitted", "python -c 'print(1)'", managedBy="kueue.x-k8s.io/multikueue")
+    local.create(RAYJOB, job)
+    refused = local.kray("logs", "cli-unsubmitted")  # without -f: nothing to print, as before
+    assert refused.returncode == 1, refused.stdout
+    assert "no job history for default/cli-unsubmitted" in refused.stderr, refused.stderr
+    errors = tmp_path / "stderr"
+    follow = follower(local, "cli-unsubmitted", errors)
+    waiting = "waiting for RayJob default/cli-unsubmitted to start its job"
+    try:
+        wait_for(lambda: waiting in errors.read_text() or follow.poll() is not None, timeout=60, what=waiting)
+        time.sleep(3)  # a few polls more: it keeps waiting, and says so once
+        assert follow.poll() is None, errors.read_text()
+        assert not status(local.get(RAYJOB, "cli-unsubmitted")).get("jobId")
+        local.delete(RAYJOB, "cli-unsubmitted")
+        out, _ = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait(timeout=10)
+    text = errors.read_text()
+    assert follow.returncode == 1, (out, text)
+    assert text.count(waiting) == 1, text
+    assert "no job history for default/cli-unsubmitted" in text, text
 
 
 # -- describe ----------------------------------------------------------------------------------------------

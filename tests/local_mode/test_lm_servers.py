@@ -41,7 +41,7 @@ from .conftest import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(800)]  # >= a test's bounded waits (test_suite_rules)
 
 STARTUP = 240.0
 """A cluster's start on a loaded 2-core machine (measured: 30-60 s idle, up to 150 s under load)."""
