@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -46,6 +48,14 @@ MESSAGE_LIMIT = 4000
 """Characters of a log tail kept in a status ``message``."""
 UNKNOWN_EXIT = -1
 """The exit code of a process this runner did not start (adopted): it died with the runner that did."""
+_TERMINATIONS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="kray-terminate")
+"""Stopping a process tree waits out its grace period in a thread: pods stopping together get threads of
+their own, never the default executor's few (spawns, volumes and files wait on those)."""
+
+
+async def _terminate_tree(handle: procs.ProcessHandle, *, grace: float) -> procs.Termination:
+    call = functools.partial(procs.terminate_tree, handle, grace=grace)
+    return await asyncio.get_running_loop().run_in_executor(_TERMINATIONS, call)
 
 
 def now() -> str:
@@ -390,7 +400,7 @@ class ContainerRunner:
                         probes += self._later_probes()
                     elif event is not None and not event.ok:  # liveness or startup failed: kill, then restart
                         log.info("podrunner.probe_failed", pod=self.pod.name, container=self.name, kind=event.kind)
-                        await asyncio.to_thread(procs.terminate_tree, handle, grace=self.pod.settings.grace)
+                        await _terminate_tree(handle, grace=self.pod.settings.grace)
         finally:
             exited.cancel()
             for task in probes:
@@ -412,7 +422,7 @@ class ContainerRunner:
         self.handle = None
         if handle is None:
             return
-        result = await asyncio.to_thread(procs.terminate_tree, handle, grace=grace)
+        result = await _terminate_tree(handle, grace=grace)
         if report:
             code = result.exit_code
             code = UNKNOWN_EXIT if code is None else 128 - code if code < 0 else code

@@ -8,8 +8,9 @@ restarts and probes (:mod:`kray.local.containers`). Commands run as written — 
 environment (the image is ignored; it says so once). The pod's status is written as the kubelet writes
 it: one ``containerStatuses`` entry per container in spec order, ``initContainerStatuses``, and the phase
 and conditions that follow from them (:mod:`kray.local.podstatus`). Deleting the pod stops the main
-containers, then the sidecars; a deleted pod leaves nothing on disk: its own directory (container logs)
-goes, and its cluster's Ray temp dir goes with the cluster's last pod.
+containers, then the sidecars (pods stop together, and meanwhile others start); a deleted pod leaves
+nothing on disk: its own directory (container logs) goes, and its cluster's Ray temp dir goes with the
+cluster's last pod.
 
 Every container's process identity (pid, start time, tag) is recorded on the Pod, so a restarted runner
 re-adopts live processes instead of starting them twice, and restarts (as their policy says) the
@@ -25,7 +26,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ VOLUME_RETRY_START, VOLUME_RETRY_CAP = 0.5, 10.0
 _RAY_COMMAND = re.compile(r"(^|[\s;&|(])ray\s")
 """A command line that runs ``ray`` (KubeRay's generated ``ray start`` line, a user's ``ray ...``)."""
 ENDED = frozenset({"Succeeded", "Failed"})
+STOP_MARGIN = 30.0
+"""A stopping runner waits for its pods' stops at most twice the grace period and this long."""
 
 
 def pod_dir(state_dir: Path, namespace: str, name: str) -> Path:
@@ -112,13 +115,34 @@ class RunnerSettings:
     backoff_cap: float = BACKOFF_CAP
 
 
+@dataclass(frozen=True, slots=True)
+class _Stopping:
+    """A pod whose processes are being stopped, in the background of the runner's worker."""
+
+    pod: PodTask
+    """Its task (a new one for what a previous runner left): its pod as last seen, its processes."""
+    job: asyncio.Task[None]
+
+    @property
+    def uid(self) -> str | None:
+        return _uid(self.pod.pod)
+
+
 class PodRunner:
+    """Runs the store's pods, one worker deciding: only the worker registers, starts and begins to stop a
+    PodTask, and cleans up after one. Stopping (up to the grace period) runs in the background, so pods
+    stop together and a pod starts while others stop; when a stop is over its key comes back to the worker,
+    which then releases the ports, removes the directories and the finalizer."""
+
     def __init__(self, *, store: Store, settings: RunnerSettings, ports: PortAllocator | None = None) -> None:
         self.store = store
         self.settings = settings
         self.ports = ports
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
         self.tasks: dict[ObjectKey, PodTask] = {}
+        self._stopping: dict[ObjectKey, _Stopping] = {}
+        """Pods being stopped, until the worker has cleaned up after them (at most one stop per key: a pod
+        created again under the same name starts once the old one's stop is over)."""
         self._image_noted = False
         self._leaving: set[str] = set()
         """Ray temp dirs of pods whose deletion is under way (removed by a stop that interrupts it)."""
@@ -141,17 +165,35 @@ class PodRunner:
             for task in (worker, feeder):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            # A deleted pod's stop is finished either way (it began: its processes are going).
+            stopping = list(self._stopping.values())
+            stops = [s.job for s in stopping]
             if self.kill_on_exit:
-                await asyncio.gather(*(t.stop() for t in self.tasks.values()), return_exceptions=True)
+                stops += [asyncio.create_task(t.stop()) for t in self.tasks.values()]
+            await self._bounded(stops)
+            if self.kill_on_exit:
                 # No process of these pods runs any more: their Ray sessions are over (a pod started again
                 # begins a new session), so their clusters' temp dirs go, with those of pods whose deletion
                 # this stop interrupted; pod dirs keep their logs.
-                stopped = {d for t in self.tasks.values() if (d := _temp_dir_of(t.pod))} | self._leaving
+                pods = [*(t.pod for t in self.tasks.values()), *(s.pod.pod for s in stopping)]
+                stopped = {d for p in pods if (d := _temp_dir_of(p))} | self._leaving
                 for temp_dir in sorted(stopped):
                     await self._remove(Path(temp_dir), inside=ray_temp_root())
             else:
                 for pod_task in self.tasks.values():
                     pod_task.detach()
+
+    async def _bounded(self, stops: Sequence[asyncio.Future[None]]) -> None:
+        """Wait for stops, each bounded by the grace periods of its containers; past twice the grace period
+        and a margin, say what is left and give up on it."""
+        if not stops:
+            return
+        _, late = await asyncio.wait(stops, timeout=2 * self.settings.grace + STOP_MARGIN)
+        for job in late:
+            job.cancel()
+        if late:
+            log.warning("podrunner.stop_timed_out", pods=len(late))
+        await asyncio.gather(*stops, return_exceptions=True)
 
     async def _work(self) -> None:
         while True:
@@ -173,22 +215,23 @@ class PodRunner:
             pod = await self.store.get(POD, name, namespace=namespace)
         except NotFound:
             pod = None
+        stopping = self._stopping.get(key)
+        if stopping is not None:
+            if not stopping.job.done():
+                return  # its end brings the key back
+            await self._after_stop(stopping, pod)
+            del self._stopping[key]
+            if pod is None or _uid(pod) == stopping.uid:
+                return
         task = self.tasks.get(key)
-        if pod is None or pod["metadata"].get("deletionTimestamp"):
-            if task is not None:
-                del self.tasks[key]
-                leaving = _temp_dir_of(task.pod)
-                if leaving:
-                    self._leaving.add(leaving)
-                await task.stop()
-                if self.ports is not None and task.port_owner:
-                    self.ports.release(task.port_owner)
+        deleting = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
+        if task is not None and (deleting or _uid(pod or {}) != _uid(task.pod)):
+            self._begin_stop(key, task)  # (a pod of another uid: this one was deleted and created again meanwhile)
+            return
+        if pod is None or deleting:
             if pod is not None and FINALIZER in (pod["metadata"].get("finalizers") or []):
-                await self._finish_deletion(pod, stopped=task is not None)
-            elif task is not None:
-                await self._clean_up(pod if pod is not None else task.pod)
-            if task is not None and leaving:
-                self._leaving.discard(leaving)
+                # A pod that never started here, or whose processes a previous runner left.
+                self._begin_stop(key, PodTask(store=self.store, pod=pod, settings=self.settings))
             return
         if task is not None or (pod.get("status") or {}).get("phase") in ENDED:
             return
@@ -200,24 +243,40 @@ class PodRunner:
         self.tasks[key] = task
         task.start()
 
-    async def _finish_deletion(self, pod: Obj, *, stopped: bool) -> None:
-        """A deleting pod's processes are stopped: clean up after it and let it go (stopping first what a
-        previous runner left)."""
-        meta = pod["metadata"]
-        finalizers = meta.get("finalizers") or []
-        if FINALIZER not in finalizers:
-            return
-        if not stopped:
-            await PodTask(store=self.store, pod=pod, settings=self.settings).stop()
-            owner = (meta.get("annotations") or {}).get(PORT_OWNER_ANNOTATION)
-            if self.ports is not None and owner:
-                self.ports.release(owner)
-        await self._clean_up(pod)
-        remaining = [f for f in finalizers if f != FINALIZER]
-        with contextlib.suppress(NotFound):
-            await self.store.patch(
-                POD, meta["name"], namespace=meta.get("namespace"), patch={"metadata": {"finalizers": remaining}}
-            )
+    def _begin_stop(self, key: ObjectKey, stopped: PodTask) -> None:
+        """Stop the pod's processes in the background; the key comes back to the worker when they are gone."""
+        if self.tasks.get(key) is stopped:
+            del self.tasks[key]
+        leaving = _temp_dir_of(stopped.pod)
+        if leaving:
+            self._leaving.add(leaving)
+
+        async def stop() -> None:
+            try:
+                await stopped.stop()
+            finally:
+                self.queue.add(key)
+
+        job = asyncio.create_task(stop(), name=f"stop-{key[0]}-{key[1]}")
+        self._stopping[key] = _Stopping(pod=stopped, job=job)
+
+    async def _after_stop(self, stopping: _Stopping, pod: Obj | None) -> None:
+        """A pod's processes are stopped: release its ports, clean up after it, and, when the store still
+        holds it for us, let it go (``pod``: what the store has under its name now, maybe a new pod)."""
+        if not stopping.job.cancelled() and (error := stopping.job.exception()) is not None:
+            log.warning("podrunner.stop_failed", pod=stopping.pod.name, error=repr(error))
+        if self.ports is not None and stopping.pod.port_owner:
+            self.ports.release(stopping.pod.port_owner)
+        await self._clean_up(stopping.pod.pod)
+        finalizers = ((pod or {}).get("metadata") or {}).get("finalizers") or []
+        if pod is not None and _uid(pod) == stopping.uid and FINALIZER in finalizers:
+            remaining = {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
+            with contextlib.suppress(NotFound):
+                await self.store.patch(POD, stopping.pod.name, namespace=stopping.pod.namespace, patch=remaining)
+        leaving = _temp_dir_of(stopping.pod.pod)
+        others = [s for s in self._stopping.values() if s is not stopping]
+        if leaving and all(_temp_dir_of(s.pod.pod) != leaving for s in others):
+            self._leaving.discard(leaving)
 
     # -- leaving nothing behind -----------------------------------------------------------------------
 
@@ -225,7 +284,8 @@ class PodRunner:
         """Delete a stopped pod's directory, and its cluster's Ray temp dir unless another pod may use it.
 
         Runs on the runner's single worker, the only place a PodTask is registered and started: between
-        the "in use?" check and the deletion no pod of the same cluster can start. Never raises.
+        the "in use?" check and the deletion no pod of the same cluster can start (the stops running
+        meanwhile start nothing, and count as users). Never raises.
         """
         key = key_of(pod)
         pods_root = self.settings.state_dir / "pods"
@@ -252,12 +312,15 @@ class PodRunner:
     async def _temp_dir_in_use(self, temp_dir: str, *, besides: ObjectKey) -> bool:
         """Whether a pod other than ``besides`` runs, or may yet run, with this Ray temp dir.
 
-        Besides this runner's tasks, the store is asked: after a runner restart, live pods of the same
-        cluster are adopted only when the queue reaches them.
+        Besides this runner's tasks and the pods it is stopping (cleaned up after, each in turn: the last
+        removes the dir), the store is asked: after a runner restart, live pods of the same cluster are
+        adopted only when the queue reaches them.
         """
         for key, task in self.tasks.items():
             if key != besides and task.active and _temp_dir_of(task.pod) == temp_dir:
                 return True
+        if any(key != besides and _temp_dir_of(s.pod.pod) == temp_dir for key, s in self._stopping.items()):
+            return True
         try:
             pods = (await self.store.list(POD)).items
         except StoreError as error:
@@ -273,6 +336,10 @@ class PodRunner:
         else:
             if removed:
                 log.debug("podrunner.removed", path=str(path))
+
+
+def _uid(pod: Obj) -> str | None:
+    return (pod.get("metadata") or {}).get("uid")
 
 
 def _temp_dir_of(pod: Obj) -> str | None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from kray.local import procs
@@ -498,3 +499,141 @@ async def test_a_stop_that_interrupts_a_pod_deletion_still_removes_its_temp_dir(
         await store.delete(POD, "stubborn", namespace=NAMESPACE)
         await _eventually(lambda: bool(runner._leaving), what="the runner to start stopping the pod")
     assert not temp.exists(), "a stop in the middle of a pod's deletion left its cluster's temp dir"
+
+
+# -- pods stop together -----------------------------------------------------------------------------
+
+STUBBORN = "trap 'sleep {delay}; exit 0' TERM; echo up; while true; do sleep 0.1; done"
+"""A container that outlives SIGTERM by ``delay`` seconds (within the grace period), as an idle Ray node."""
+
+
+def stubborn(name: str, *, delay: float = 2.0, temp_dir: Path | None = None, finalizer: bool = True) -> Obj:
+    return pod(name, STUBBORN.format(delay=delay), temp_dir=temp_dir, finalizer=finalizer)
+
+
+def process_of(p: Obj | None) -> procs.ProcessHandle | None:
+    """The pod's container process, if it still runs (not a zombie)."""
+    annotations = ((p or {}).get("metadata") or {}).get("annotations") or {}
+    if PID_ANNOTATION not in annotations:
+        return None
+    handle = procs.adopt(
+        int(annotations[PID_ANNOTATION]),
+        float(annotations[CREATE_TIME_ANNOTATION]),
+        tag=annotations[TAG_ANNOTATION] or None,
+    )
+    with contextlib.suppress(psutil.Error):
+        if handle is not None and psutil.Process(handle.pid).status() != psutil.STATUS_ZOMBIE:
+            return handle
+    return None
+
+
+async def start_all(store: EmbeddedStore, pods: list[Obj]) -> dict[str, Obj]:
+    """Create the pods and wait for each to run; returns each as last seen running (with its process)."""
+    for body in pods:
+        await store.create(POD, body)
+    seen = {}
+    for body in pods:
+        name = body["metadata"]["name"]
+        up = await wait_pod(store, name, lambda p: running_pod(p) and process_of(p) is not None, what=f"{name} up")
+        assert up is not None
+        seen[name] = up
+    return seen
+
+
+async def delete_all_and_watch(
+    store: EmbeddedStore, seen: dict[str, Obj], *, check: Callable[[dict[str, Obj | None]], None], timeout: float = 30
+) -> float:
+    """Delete the pods at once and wait until all are gone, calling ``check`` with the pods as the store has
+    them at every look; returns the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for name in seen:
+        await store.delete(POD, name, namespace=NAMESPACE)
+    while True:
+        now = {name: await get(store, name) for name in seen}
+        check(now)
+        if all(p is None for p in now.values()):
+            return loop.time() - started
+        assert loop.time() - started < timeout, f"still there after {timeout}s: {[n for n, p in now.items() if p]}"
+        await asyncio.sleep(0.02)
+
+
+def gone_only_once_stopped(seen: dict[str, Obj]) -> Callable[[dict[str, Obj | None]], None]:
+    def check(now: dict[str, Obj | None]) -> None:
+        for name, p in now.items():
+            finalizers = ((p or {}).get("metadata") or {}).get("finalizers") or []
+            if FINALIZER not in finalizers:
+                assert process_of(seen[name]) is None, f"{name}'s finalizer went while its process still ran"
+
+    return check
+
+
+async def test_pods_deleted_together_stop_together_and_each_goes_only_once_its_processes_are_gone(
+    store: EmbeddedStore, tmp_path: Path
+) -> None:
+    settings = RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=3)
+    async with running(store, settings):
+        alone = await start_all(store, [stubborn("alone")])
+        one_stop = await delete_all_and_watch(store, alone, check=gone_only_once_stopped(alone))
+        assert one_stop >= 2.0, f"the container outlives SIGTERM by 2 s, yet its pod went after {one_stop:.1f}s"
+
+        seen = await start_all(store, [stubborn(f"pod-{i}") for i in range(3)])
+        together = await delete_all_and_watch(store, seen, check=gone_only_once_stopped(seen))
+    assert together < 2 * one_stop, f"3 pods took {together:.1f}s to stop, one alone {one_stop:.1f}s"
+
+
+async def test_a_pod_created_while_others_stop_starts_at_once(store: EmbeddedStore, tmp_path: Path) -> None:
+    settings = RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=4)
+    async with running(store, settings):
+        seen = await start_all(store, [stubborn(f"old-{i}", delay=3) for i in range(3)])
+        for name in seen:
+            await store.delete(POD, name, namespace=NAMESPACE)
+        await store.create(POD, pod("fresh", "echo up; exec sleep 30"))
+        await wait_pod(store, "fresh", lambda p: running_pod(p) and process_of(p) is not None, what="fresh running")
+        stopping = [name for name, p in seen.items() if process_of(p) is not None]
+        assert stopping, "the new pod started only after every old pod had stopped"
+        for name in seen:
+            await wait_pod(store, name, lambda p: p is None, what=f"{name} gone")
+
+
+@pytest.mark.parametrize("finalizer", [True, False], ids=["with-finalizer", "without-finalizer"])
+async def test_a_clusters_temp_dir_goes_only_after_the_last_of_its_pods_stopping_together(
+    store: EmbeddedStore, tmp_path: Path, temp_root: Path, finalizer: bool
+) -> None:
+    settings = RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=4)
+    temp = cluster_temp_dir(temp_root)
+    pods = [stubborn(f"node-{i}", delay=delay, temp_dir=temp, finalizer=finalizer) for i, delay in enumerate((3, 1, 2))]
+    async with running(store, settings):
+        seen = await start_all(store, pods)
+
+        def kept_while_in_use(now: dict[str, Obj | None]) -> None:
+            if not temp.exists():
+                running_still = [name for name, p in seen.items() if process_of(p) is not None]
+                assert not running_still, f"the temp dir went while {running_still} still ran"
+                present = [name for name, p in now.items() if p is not None]
+                assert not present, f"the temp dir went while {present} were still in the store"
+
+        await delete_all_and_watch(store, seen, check=kept_while_in_use)
+        # Without the finalizer the pods leave the store at once, their processes later: watch those too.
+        deadline = asyncio.get_running_loop().time() + 20
+        while any(process_of(p) is not None for p in seen.values()):
+            kept_while_in_use({})
+            assert asyncio.get_running_loop().time() < deadline, "the pods' processes still run after 20s"
+            await asyncio.sleep(0.02)
+        await _eventually(lambda: not temp.exists(), what=f"{temp} removed with the cluster's last pod")
+
+
+async def test_a_runner_stopping_while_pods_stop_leaves_no_process_and_no_temp_dir(
+    store: EmbeddedStore, tmp_path: Path, temp_root: Path
+) -> None:
+    settings = RunnerSettings(state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=4)
+    temps = [cluster_temp_dir(temp_root, f"cluster{i:05d}") for i in range(4)]
+    pods = [stubborn(f"pod-{i}", delay=3 if i == 0 else 0.2, temp_dir=temps[i]) for i in range(4)]
+    async with running(store, settings) as runner:
+        seen = await start_all(store, pods)
+        for name in list(seen)[:3]:  # pod-3 is not deleted: the runner's stop kills it
+            await store.delete(POD, name, namespace=NAMESPACE)
+        await _eventually(lambda: bool(runner._leaving), what="the runner to start stopping the pods")
+    still = [name for name, p in seen.items() if process_of(p) is not None]
+    assert not still, f"the runner stopped while {still} still ran"
+    assert [t.name for t in temps if t.exists()] == []
