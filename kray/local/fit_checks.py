@@ -133,6 +133,13 @@ class Findings:
                 self.refuse(
                     here, "Ray validates these tokens with a Kubernetes API server (TokenReview); local mode has none"
                 )
+            if env.get("name") == "RAY_USE_TLS" and str(value).lower() in {"1", "true"}:
+                self.refuse(
+                    here,
+                    "Ray's TLS needs certificates for the address Ray dials, and locally Ray turns the pod IP "
+                    "(127.0.0.1) into this machine's network address, which a certificate made for the pod IP "
+                    "does not cover: the GCS connection would fail forever",
+                )
             for uri in cloud_uris(value):
                 self.note(f"{here}.value", f"{uri}: local pods use this machine's own cloud credentials")
         for index, item in enumerate(_list(container.get("envFrom"))):

@@ -248,6 +248,15 @@ def test_format_bytes() -> None:
 # -- Kubernetes-only features ----------------------------------------------------------------------------
 
 
+def test_ray_tls_is_refused_naming_the_env_entry() -> None:
+    document = cluster()
+    head_spec(document)["containers"][0]["env"] = [{"name": "A", "value": "b"}, {"name": "RAY_USE_TLS", "value": "1"}]
+    message = refused(plan_fit([document], machine=machine()))[f"{HEAD}.containers[0].env[1]"]
+    assert "this machine's network address" in message
+    head_spec(document)["containers"][0]["env"][1]["value"] = "0"
+    assert plan_fit([document], machine=machine()).ok
+
+
 def test_kubernetes_token_review_is_refused() -> None:
     document = cluster(authOptions={"mode": "token", "enableK8sTokenAuth": True})
     assert list(refused(plan_fit([document], machine=machine()))) == ["spec.authOptions.enableK8sTokenAuth"]
@@ -503,8 +512,14 @@ def test_kuberay_samples(path: Path) -> None:
                 for resource in (container.get("resources") or {}).get(key) or {}:
                     if resource in {"nvidia.com/gpu", "google.com/tpu", "amd.com/gpu"}:
                         assert any(p.endswith(f"[{resource}]") for p in paths), (resource, paths)
-    if path.name in {"ray-job.sample.yaml", "ray-cluster.sample.yaml", "ray-cluster.tls.yaml"}:
+    if path.name in {"ray-job.sample.yaml", "ray-cluster.sample.yaml"}:
         assert fit.ok, fit.refusals
+    for document in documents:  # Ray TLS: refused at the env entry that turns it on
+        for template in _group_templates(document):
+            for c, container in enumerate((template.get("spec") or {}).get("containers") or []):
+                for e, env in enumerate(container.get("env") or []):
+                    if env.get("name") == "RAY_USE_TLS" and env.get("value") == "1":
+                        assert any(p.endswith(f"containers[{c}].env[{e}]") for p in paths), paths
     for document in documents:
         for template in _group_templates(document):
             spec = template.get("spec") or {}

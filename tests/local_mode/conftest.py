@@ -365,3 +365,11 @@ def long_lived(proc: psutil.Process) -> bool:
 
 running_local = contextlib.contextmanager(start_local)
 """``with running_local(home) as other:`` a second server on its own state dir, stopped (and swept) at the end."""
+
+
+def as_from_a_terminal() -> None:
+    """In the child before it runs ``kray``: SIGINT as a terminal's shell leaves it (default). A suite run in the
+    background (``./scripts/test &`` from a script) hands its children SIGINT *ignored*, as POSIX shells do for
+    background jobs, and a process started so keeps ignoring it (kray too): that is how the Ctrl-C test of
+    test_lm_jobs once waited 60 s for a `kray job run` that had not seen the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

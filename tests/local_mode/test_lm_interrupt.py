@@ -21,20 +21,24 @@ import pytest
 
 from kray.store import RAYCLUSTER, RAYJOB
 
-from .conftest import KRAY, Local, alive, cluster_spec, raycluster, rayjob, settle, start_local, status, wait_for
+from .conftest import (
+    KRAY,
+    Local,
+    alive,
+    as_from_a_terminal,
+    cluster_spec,
+    raycluster,
+    rayjob,
+    settle,
+    start_local,
+    status,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
 SLEEPER_CODE = "import time; print('working', flush=True); time.sleep(600)"
 SLEEPER = f'python -c "{SLEEPER_CODE}"'
-
-
-def as_from_a_terminal() -> None:
-    """In the child before it runs ``kray``: SIGINT as a terminal's shell leaves it (default). A suite run in the
-    background (``./scripts/test &`` from a script) hands its children SIGINT *ignored*, as POSIX shells do for
-    background jobs, and a process started so keeps ignoring it (kray too): that is how the Ctrl-C test of
-    test_lm_jobs once waited 60 s for a `kray job run` that had not seen the signal."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

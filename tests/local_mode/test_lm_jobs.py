@@ -14,8 +14,7 @@ import pytest
 
 from kray.store import POD, RAYCLUSTER, RAYJOB, Obj
 
-from .conftest import KRAY, Local, alive, cluster_spec, normalized, rayjob, settle, status, wait_for
-from .test_lm_interrupt import as_from_a_terminal
+from .conftest import KRAY, Local, alive, as_from_a_terminal, cluster_spec, normalized, rayjob, settle, status, wait_for
 
 pytestmark = pytest.mark.slow
 

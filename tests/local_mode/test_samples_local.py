@@ -20,7 +20,9 @@ import concurrent.futures
 import os
 import re
 import secrets
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,8 +68,17 @@ REFUSAL_CONCURRENCY = 6
 CLUSTER_READY = 300.0
 JOB_RUN = 480.0
 TEARDOWN = 180.0
-LONG_RUNNING = {"ray-job.kueue-toy-sample.yaml": 600.0}
-"""Seconds a sample's own entrypoint runs, beyond the usual job (scheduled first, waited for longer)."""
+AS_FROM_A_TERMINAL = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+)
+"""Runs a program with SIGINT at its default, as a terminal would (see conftest.as_from_a_terminal: a suite run in
+the background hands its children SIGINT ignored); an exec wrapper, as preexec_fn is unsafe with this module's
+threads."""
+ITERATIONS_SEEN = 5
+"""A job listed ``until: running`` (its entrypoint runs for many minutes) is followed until its driver has printed
+this many lines while its Ray job is RUNNING; then ``kray job run`` gets Ctrl-C, as a user would give it."""
 EXISTING_CLUSTER = {"ray-job.use-existing-raycluster.yaml": ("ray-cluster.sample.yaml", "ray-cluster-kuberay")}
 """A job that selects a cluster no sample of that name creates: the given sample is applied under that name first."""
 INTERACTIVE_ENTRYPOINT = "python -c \"import ray; ray.init(); print('interactive', ray.cluster_resources())\""
@@ -102,6 +113,8 @@ class Entry:
     nothing: str | None = None
     why: str = ""
     note: str = ""
+    until: str = "end"
+    """``end`` (the job completes) or ``running`` (seen running, then stopped with Ctrl-C: see ITERATIONS_SEEN)."""
 
     @property
     def path(self) -> Path:
@@ -116,6 +129,7 @@ def corpus() -> list[Entry]:
         outcomes = [o for o in (entry.runs, entry.refused, entry.invalid, entry.nothing) if o]
         assert len(outcomes) == 1, f"{entry.file}: give exactly one of runs/refused/invalid/nothing"
         assert entry.runs in (None, "cluster", "job"), f"{entry.file}: runs is cluster or job, not {entry.runs!r}"
+        assert entry.until in ("end", "running"), f"{entry.file}: until is end or running, not {entry.until!r}"
     return entries
 
 
@@ -323,41 +337,62 @@ def apply_cluster(local: Local, path: Path, namespace: str, tracker: Tracker) ->
     return name
 
 
-def run_job(local: Local, path: Path, namespace: str, tracker: Tracker, *, timeout: float) -> None:
-    """``kray job run -f``; an InteractiveMode job gets its submission as ``kubectl ray job submit`` makes it."""
+def run_job(local: Local, path: Path, namespace: str, tracker: Tracker, *, timeout: float, until: str = "end") -> None:
+    """``kray job run -f``; an InteractiveMode job gets its submission as ``kubectl ray job submit`` makes it.
+
+    With ``until="running"`` the job is followed until its driver prints while Ray says RUNNING, then interrupted
+    (Ctrl-C): kray job run must answer 130 and delete the RayJob."""
     interactive = any((d.get("spec") or {}).get("submissionMode") == "InteractiveMode" for d in documents(path))
-    process = subprocess.Popen(
-        [KRAY, "job", "run", "-f", str(path), "-n", namespace],
-        env=local.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    out_path, err_path = (local.manifests / f"{namespace}.{stream}" for stream in ("out", "err"))
+    with out_path.open("w") as out_file, err_path.open("w") as err_file:
+        process = subprocess.Popen(
+            [*AS_FROM_A_TERMINAL, KRAY, "job", "run", "-f", str(path), "-n", namespace],
+            env=local.env(),
+            stdout=out_file,
+            stderr=err_file,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
     try:
         deadline = time.monotonic() + timeout
         if interactive:
             submit_interactively(local, namespace, tracker, timeout=CLUSTER_READY)
         while process.poll() is None and time.monotonic() < deadline:
             tracker.look()
+            if until == "running" and running_and_printing(local, namespace, out_path):
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=60)
+                break
             time.sleep(1.0)
         if process.poll() is None:
             process.terminate()
-            out, err = process.communicate(timeout=30)
+            process.wait(timeout=30)
             raise AssertionError(
-                f"kray job run -f {path.name} had not ended after {timeout:.0f}s; it said:\n{err[-2000:]}\n"
-                f"{out[-1500:]}\nlast seen:{describe(local, namespace)}"
+                f"kray job run -f {path.name} had not {'ended' if until == 'end' else 'run'} after {timeout:.0f}s; "
+                f"it said:\n{err_path.read_text()[-2000:]}\n{out_path.read_text()[-1500:]}"
+                f"\nlast seen:{describe(local, namespace)}"
             )
-        out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate(timeout=30)
-    assert process.returncode == 0, (
-        f"kray job run -f {path.name} exited {process.returncode}:\n{err[-2500:]}\ndriver log tail:\n{out[-1500:]}"
-        f"\nlast seen:{describe(local, namespace)}"
-    )
+            process.wait(timeout=30)
+    out, err = out_path.read_text(), err_path.read_text()
+    said = f"{err[-2500:]}\ndriver log tail:\n{out[-1500:]}\nlast seen:{describe(local, namespace)}"
+    if until == "running":
+        assert process.returncode == 130, f"kray job run -f {path.name} exited {process.returncode} on Ctrl-C:\n{said}"
+        return
+    assert process.returncode == 0, f"kray job run -f {path.name} exited {process.returncode}:\n{said}"
     assert ": Complete (Ray job" in err, f"kray job run -f {path.name} did not report Complete:\n{err[-2000:]}"
+
+
+def running_and_printing(local: Local, namespace: str, out_path: Path) -> bool:
+    """Ray says the namespace's RayJob RUNNING and its driver has printed ITERATIONS_SEEN lines."""
+    try:
+        jobs = local.list(RAYJOB, namespace=namespace)
+    except StoreError:
+        return False
+    running = any((job.get("status") or {}).get("jobStatus") == "RUNNING" for job in jobs)
+    return running and len(out_path.read_text().splitlines()) >= ITERATIONS_SEEN
 
 
 def submit_interactively(local: Local, namespace: str, tracker: Tracker, *, timeout: float) -> None:
@@ -427,8 +462,7 @@ def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
                         doc["metadata"]["name"] = name
                 renamed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
                 apply_cluster(local, renamed, namespace, tracker)
-            timeout = JOB_RUN + LONG_RUNNING.get(entry.file, 0.0)
-            run_job(local, entry.path, namespace, tracker, timeout=timeout)
+            run_job(local, entry.path, namespace, tracker, timeout=JOB_RUN, until=entry.until)
     except FAILURES as error:
         problems.append(str(error))
     ran_for = time.monotonic() - started
@@ -449,7 +483,7 @@ def ran(local: Local, request: pytest.FixtureRequest) -> dict[str, Outcome]:
         if isinstance(item, pytest.Function) and item.originalname == "test_runs_unchanged"
     }
     selected = [entry for entry in RUNS if entry.file in chosen]
-    order = sorted(selected, key=lambda e: -LONG_RUNNING.get(e.file, 0.0))
+    order = sorted(selected, key=lambda e: e.runs != "job")  # jobs (the longest) first
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
         futures = {
