@@ -474,6 +474,11 @@ def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
     return Outcome(not problems, "\n".join(problems), ran_for + torn, ran_for, torn)
 
 
+HOME_RAY_EXISTED = Path("/home/ray").exists()
+"""KubeRay's samples mount their files under /home/ray (the image's home): local pods see them through their own
+mount namespace, and the host must not get the directory."""
+
+
 @pytest.fixture(scope="module")
 def ran(local: Local, request: pytest.FixtureRequest) -> dict[str, Outcome]:
     """Every selected runnable sample, several at a time (longest first), each in its own namespace."""
@@ -505,3 +510,12 @@ def ran(local: Local, request: pytest.FixtureRequest) -> dict[str, Outcome]:
 def test_runs_unchanged(ran: dict[str, Outcome], entry: Entry) -> None:
     outcome = ran[entry.file]
     assert outcome.ok, f"{entry.file} ({entry.runs}, {outcome.seconds:.0f}s): {outcome.message}"
+
+
+def test_the_samples_volumes_left_the_host_untouched(ran: dict[str, Outcome]) -> None:
+    """Every sample's mounts lived in its pods' mount namespaces: none reached this process, no mount point was
+    made on the host (ray-job.sample.yaml's ConfigMap at /home/ray/samples among them)."""
+    assert ran, "no sample ran"
+    assert Path("/home/ray").exists() == HOME_RAY_EXISTED, "a pod's mount point was made on the host"
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert "/home/ray" not in mounts, mounts
