@@ -9,6 +9,7 @@ each case takes seconds rather than the kubelet's back-off minutes.
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -74,7 +75,8 @@ def test_a_crash_looping_worker_fails_job_run_with_its_last_log_lines(local: Loc
     assert final["reason"] == "RayClusterStartupFailed"
     message = final["message"]
     assert message.startswith(f"RayCluster {final['rayClusterName']} cannot start: worker pod "), message
-    assert "after 1 restart (last exit code 3); last log lines:" in message, message
+    # At least the one restart KRAY_STARTUP_RESTARTS asks for; with a 1 s back-off a busy machine may see a second.
+    assert re.search(r"after \d+ restarts? \(last exit code 3\); last log lines:", message), message
     assert message.endswith("worker: libfoo.so: cannot open shared object file"), message
     # `kray job run` prints the same reason and message, verbatim.
     assert "RayClusterStartupFailed: RayCluster" in run.stderr
