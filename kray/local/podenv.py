@@ -28,7 +28,13 @@ def _field(pod: Obj, path: str) -> str:
     match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
     if match:
         return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-    simple = {
+    return str(pod_fields(pod).get(path, ""))
+
+
+def pod_fields(pod: Obj) -> dict[str, Any]:
+    """The fieldRef paths a local pod answers besides labels and annotations (env and downwardAPI volumes)."""
+    meta = pod.get("metadata") or {}
+    return {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""),
@@ -38,7 +44,6 @@ def _field(pod: Obj, path: str) -> str:
         "status.hostIP": LOCAL_POD_IP,
         "status.podIPs": LOCAL_POD_IP,
     }
-    return str(simple.get(path, ""))
 
 
 async def _key(store: Store, *, kind: str, namespace: str, ref: Mapping[str, Any]) -> str | None:

@@ -26,7 +26,7 @@ import psutil
 import structlog
 
 from kray._ray.quantity import QuantityError, parse_quantity
-from kray.local.podenv import LOCAL_POD_IP
+from kray.local.podenv import pod_fields
 from kray.local.volume_spec import API_DATA_KINDS, ObjectReader, VolumeContext, VolumeInvalid, VolumePending, claim_dir
 from kray.store import CONFIGMAP, PERSISTENT_VOLUME_CLAIM, SECRET, Obj, Resource
 from kray.store.errors import NotFound
@@ -89,16 +89,9 @@ def _field_value(pod: Obj, path: str) -> str:
             return "\n".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(values.items()))
         if path.startswith(f"metadata.{which}['") and path.endswith("']"):
             return str(values.get(path[len(which) + 11 : -2], ""))
-    simple = {
-        "metadata.name": meta.get("name", ""),
-        "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""),
-        "spec.nodeName": "localhost",
-        "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "default"),
-        "status.podIP": LOCAL_POD_IP,
-        "status.hostIP": LOCAL_POD_IP,
-    }
-    return str(simple.get(path, ""))
+    if path == "status.podIPs":  # env only: the apiserver refuses it in a downwardAPI volume
+        return ""
+    return str(pod_fields(pod).get(path, ""))
 
 
 def _resource_value(pod: Obj, ref: Mapping[str, Any], where: str) -> str:
