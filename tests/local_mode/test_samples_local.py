@@ -37,21 +37,13 @@ from kray.local import procs
 from kray.local.podrunner import CREATE_TIME_ANNOTATION, PID_ANNOTATION, TAG_ANNOTATION
 from kray.local.server.client import HttpStore
 from kray.store import (
-    CONFIGMAP,
-    INGRESS,
-    JOB,
-    NAMESPACE,
-    PERSISTENT_VOLUME_CLAIM,
+    EVENT,
+    LEASE,
     POD,
     RAYCLUSTER,
-    RAYCRONJOB,
     RAYJOB,
-    RAYSERVICE,
-    ROLE,
-    ROLE_BINDING,
+    RESOURCES,
     SECRET,
-    SERVICE,
-    SERVICE_ACCOUNT,
     Obj,
     Resource,
 )
@@ -82,23 +74,8 @@ this many lines while its Ray job is RUNNING; then ``kray job run`` gets Ctrl-C,
 EXISTING_CLUSTER = {"ray-job.use-existing-raycluster.yaml": ("ray-cluster.sample.yaml", "ray-cluster-kuberay")}
 """A job that selects a cluster no sample of that name creates: the given sample is applied under that name first."""
 INTERACTIVE_ENTRYPOINT = "python -c \"import ray; ray.init(); print('interactive', ray.cluster_resources())\""
-STORED = (
-    RAYCLUSTER,
-    RAYJOB,
-    RAYSERVICE,
-    RAYCRONJOB,
-    POD,
-    SERVICE,
-    SECRET,
-    CONFIGMAP,
-    NAMESPACE,
-    SERVICE_ACCOUNT,
-    PERSISTENT_VOLUME_CLAIM,
-    ROLE,
-    ROLE_BINDING,
-    INGRESS,
-    JOB,
-)
+STORED = tuple(r for r in RESOURCES if r not in (EVENT, LEASE))
+"""Every kind a refused sample could have left behind (events and leases are no sample's objects)."""
 
 
 # -- the list ---------------------------------------------------------------------------------------------
