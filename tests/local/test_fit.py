@@ -547,5 +547,6 @@ def _group_templates(node: Any) -> list[dict[str, Any]]:
 @settings(max_examples=300, deadline=None)
 @given(script=st.text(alphabet=st.sampled_from(list("ab-/$()|&;<>'\"`\n #={}[]*c")), max_size=120))
 def test_script_programs_never_raises_and_names_only_words_of_the_script(script: str) -> None:
+    unquoted = script.replace("'", "").replace('"', "")  # the shell's quote removal: 'a'a runs aa
     for program in script_programs(script):
-        assert program in script
+        assert program in unquoted
