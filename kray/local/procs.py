@@ -56,7 +56,8 @@ class ProcessHandle:
     """Set when this process spawned it: then it is our child, we reap it and know its exit code."""
 
     def is_alive(self) -> bool:
-        """True while the process runs (a zombie counts as exited)."""
+        """True while the process runs. An adopted zombie counts as exited; our own child counts until it
+        is reaped (its first thread can exit, showing it as a zombie, while its other threads still run)."""
         if self.popen is not None:
             return self.popen.poll() is None
         return _verified(self.pid, self.create_time) is not None
@@ -248,7 +249,7 @@ def _members(handle: ProcessHandle) -> dict[int, psutil.Process]:
     that is still some group's or session's id, so a vanished leader's id still names its group.
     """
     me = os.getpid()
-    root_ok = _verified(handle.pid, handle.create_time) is not None
+    root_ok = handle.is_alive()
     by_ids = root_ok or not _pid_reused(handle)
     table: dict[int, psutil.Process] = {}
     children: dict[int, list[int]] = {}
@@ -272,7 +273,7 @@ def _members(handle: ProcessHandle) -> dict[int, psutil.Process]:
             if child not in found:
                 found.add(child)
                 stack.append(child)
-    return {pid: table[pid] for pid in found if _running(table[pid])}
+    return {pid: table[pid] for pid in found if (pid == handle.pid and root_ok) or _running(table[pid])}
 
 
 def _belongs(proc: psutil.Process, handle: ProcessHandle, *, by_ids: bool) -> bool:

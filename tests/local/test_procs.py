@@ -128,6 +128,28 @@ def test_terminate_escalates_to_sigkill_after_grace(tmp_path: Path, started: lis
     assert 0.5 <= result.elapsed < 5
 
 
+def test_terminate_waits_for_a_main_process_whose_first_thread_exited(
+    tmp_path: Path, started: list[procs.ProcessHandle]
+) -> None:
+    """A process whose main thread has exited while another runs shows as a zombie yet cannot be reaped:
+    it still runs, so it is signalled and waited for (CI once saw a Ray head outlive terminate_tree)."""
+    log = tmp_path / "c.log"
+    code = """
+        import ctypes, threading, time
+        threading.Thread(target=time.sleep, args=(30,)).start()
+        print("ready", flush=True)
+        ctypes.CDLL(None).pthread_exit(None)
+    """
+    handle = spawn_py(code, log, started)
+    wait_for(lambda: output(log) == ["ready"])
+    wait_for(lambda: psutil.Process(handle.pid).status() == psutil.STATUS_ZOMBIE, what="the leader thread to exit")
+    assert handle.is_alive()
+    result = procs.terminate_tree(handle, grace=5)
+    assert result.exit_code == -signal.SIGTERM
+    assert not handle.is_alive()
+    assert result.survivors == ()
+
+
 # The main process starts: a child in a new session that ignores SIGTERM (like a Ray job driver), a
 # grandchild in its own process group (like a Ray worker), and a double-forked daemon, re-parented away
 # from the tree (found only by the environment tag). It writes their pids and then waits.
