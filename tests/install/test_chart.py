@@ -173,6 +173,15 @@ def test_deployment_is_probed_locked_down_and_takes_the_values(helm: Path) -> No
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_command_is_the_images_entrypoint_unless_given(helm: Path) -> None:
+    """A node that runs pods as processes (no images) needs the command spelled out."""
+    (default,) = by_kind(helm_template(helm, namespace="kray-system", values={}, crds=False), "Deployment")
+    assert "command" not in default["spec"]["template"]["spec"]["containers"][0]
+    values = {"command": ["kray", "operator"]}
+    (given,) = by_kind(helm_template(helm, namespace="kray-system", values=values, crds=False), "Deployment")
+    assert given["spec"]["template"]["spec"]["containers"][0]["command"] == ["kray", "operator"]
+
+
 def test_every_flag_the_chart_passes_is_a_kray_operator_flag() -> None:
     """The chart's args are parsed by ``kray operator`` itself (a renamed flag would crash-loop the pod)."""
     out = subprocess.run(
