@@ -1,10 +1,29 @@
-"""The container launcher: mount a pod's volumes in a private mount namespace, then exec the command.
+"""The container launcher: enter a pod's sandbox, mount its volumes in a private mount namespace, exec the command.
 
-Run as ``python -m kray.local.mountns PLAN.json -- argv...`` (``--probe`` only checks the kernel allows it).
-Tiny on purpose, and without imports beyond the standard library: it runs before every container of a
-pod with volumes, and a pod without volumes never goes through it.
+Run as ``python -m kray.local.mountns PLAN.json -- argv...`` (``--probe`` only checks the kernel allows it);
+``python -m kray.local.mountns --join PID -- argv...`` runs a command inside a launched container (exec
+probes, ``ray status`` in a head pod). Tiny on purpose, and without imports beyond the standard library: it
+runs before every container of a pod with volumes or an isolated sandbox; any other container never goes
+through it.
 
-Why each choice:
+The sandbox (:class:`kray.local.sandbox.Sandbox`, the plan's ``sandbox``), in this order, before the volumes:
+
+- **network**: ``setns`` into the pod's network namespace file, first, while the process still has the
+  host's capabilities (root only: a normal user's launcher refuses, naming why);
+- **hostname**: a UTS namespace of its own (unshared with the mount namespace) and ``sethostname``;
+- **/tmp**: the container's own dir (in its pod's dir) bound over ``/tmp``, as an image's filesystem gives
+  it; host paths under ``/tmp`` the plan still needs (volume sources, the pod's dir) are reached through a
+  descriptor kept on the host's ``/tmp``, and the dirs the plan keeps (the Python environment) are bound
+  back at their path. Volumes under ``/tmp`` then land in the container's own ``/tmp``;
+- **files**: each (host file, target) bound read-only over the target, or over what a symlink target
+  resolves to (``/etc/resolv.conf`` is one on systemd hosts).
+
+``--join`` enters the namespaces of a running process as ``nsenter`` does: its user namespace first when it
+is not ours (a normal user's container), then network and UTS, the mount namespace last (it resets the root
+and working dir); namespaces we already share are skipped. It then works in the process's working dir and
+with its initial environment, as a CRI runtime's exec does.
+
+Why each choice for the volumes:
 
 - **Namespaces**: as root, ``unshare(CLONE_NEWNS)``; as a normal user, ``unshare(CLONE_NEWUSER|CLONE_NEWNS)``
   with the uid and gid mapped to themselves (``setgroups`` denied first, as the kernel requires). The
@@ -41,7 +60,11 @@ import sys
 from typing import Any
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+PRIVATE_TMP = "/tmp"
+JOIN_ORDER = (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET), ("uts", CLONE_NEWUTS), ("mnt", CLONE_NEWNS))
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC = 32, 1024, 2048, 4096, 16384
 MS_PRIVATE, MS_RELATIME = 1 << 18, 1 << 21
@@ -88,11 +111,13 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def enter() -> bool:
-    """Enter a private mount namespace (and a user namespace unless root); True if a user namespace."""
+def enter(*, uts: bool = False) -> bool:
+    """Enter a private mount namespace (and a user namespace unless root, a UTS namespace if asked); True if a
+    user namespace."""
     uid, gid = os.geteuid(), os.getegid()
     user = uid != 0
-    _check(_libc.unshare(ctypes.c_int(CLONE_NEWNS | (CLONE_NEWUSER if user else 0))), "unshare")
+    flags = CLONE_NEWNS | (CLONE_NEWUSER if user else 0) | (CLONE_NEWUTS if uts else 0)
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
     if user:
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
@@ -101,16 +126,76 @@ def enter() -> bool:
     return user
 
 
-def _cover(cover: dict[str, Any], *, user: bool) -> None:
+def _setns(path: str, nstype: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+class _Host:
+    """Host paths as the launcher reaches them: once the container's own dir covers ``/tmp``, the host's
+    ``/tmp`` only through a descriptor opened on it before (paths resolved while it was still visible)."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def cover_tmp(self) -> None:
+        self.fd = os.open(PRIVATE_TMP, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __call__(self, path: str) -> str:
+        if self.fd is None or not (path == PRIVATE_TMP or path.startswith(PRIVATE_TMP + "/")):
+            return path
+        return f"/proc/self/fd/{self.fd}{path[len(PRIVATE_TMP) :]}"
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _resolved(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan with every host path resolved (symlinks into ``/tmp`` still lead somewhere once it is covered)."""
+    real = os.path.realpath
+    out = dict(plan)
+    out["mounts"] = [{**m, "source": real(m["source"])} if m.get("source") else m for m in plan.get("mounts") or ()]
+    out["covers"] = [
+        {**c, **{k: real(c[k]) for k in ("upper", "work", "stage") if c.get(k)}} for c in plan.get("covers") or ()
+    ]
+    sandbox = dict(plan.get("sandbox") or {})
+    sandbox["files"] = [(real(source), target) for source, target in sandbox.get("files") or ()]
+    out["sandbox"] = sandbox
+    return out
+
+
+def _sandbox(sandbox: dict[str, Any], host: _Host) -> None:
+    """After the namespaces are entered: the container's own /tmp, then the files over their targets."""
+    tmp = sandbox.get("tmp")
+    if tmp:
+        source = os.path.realpath(tmp)
+        host.cover_tmp()
+        _mount(host(source), PRIVATE_TMP, None, MS_BIND)
+        for kept in sandbox.get("keep") or ():
+            os.makedirs(kept, exist_ok=True)
+            _mount(host(kept), kept, None, MS_BIND | MS_REC)
+    for source, target in sandbox.get("files") or ():
+        where = os.path.realpath(target)
+        if not os.path.isfile(where):
+            raise MountError(2, f"cannot bind {source} over {target}: {where} is not a file on this machine")
+        _bind({"source": host(source), "target": where, "file": True, "read_only": True})
+
+
+def _cover(cover: dict[str, Any], host: _Host, *, user: bool) -> None:
     path = cover["path"]
     if cover["how"] == "overlay":
-        upper, work = cover["upper"], cover["work"]
+        upper, work = host(cover["upper"]), host(cover["work"])
         os.makedirs(upper, exist_ok=True)
         os.makedirs(work, exist_ok=True)
         options = f"lowerdir={path},upperdir={upper},workdir={work}"
         _mount("overlay", path, "overlay", 0, options + (",userxattr" if user else ""))
         return
-    stage = cover["stage"]
+    stage = host(cover["stage"])
     os.makedirs(stage, exist_ok=True)
     _mount(path, stage, None, MS_BIND | MS_REC)
     st = os.stat(path)
@@ -139,14 +224,15 @@ def _make_target(target: str, *, is_file: bool) -> None:
         os.mkdir(target)
 
 
-def _bind(mount: dict[str, Any]) -> None:
+def _bind(mount: dict[str, Any], host: _Host | None = None) -> None:
     target = mount["target"]
     _make_target(target, is_file=mount.get("file", False))
     if mount.get("tmpfs"):
         size = mount.get("size")
         _mount("tmpfs", target, "tmpfs", 0, f"mode=1777{f',size={size}' if size else ''}")
     else:
-        _mount(mount["source"], target, None, MS_BIND | MS_REC)
+        source = mount["source"]
+        _mount(host(source) if host is not None else source, target, None, MS_BIND | MS_REC)
     if mount.get("read_only"):
         flags = os.statvfs(target).f_flag
         kept = sum(ms for st, ms in _STATVFS_FLAGS if flags & st)
@@ -154,15 +240,58 @@ def _bind(mount: dict[str, Any]) -> None:
 
 
 def apply(plan: dict[str, Any]) -> None:
-    """Enter the namespaces and mount everything the plan says (in its order), then chdir."""
-    user = enter()
-    for cover in plan.get("covers") or ():
-        _cover(cover, user=user)
-    for mount in plan.get("mounts") or ():
-        _bind(mount)
+    """Enter the sandbox and namespaces and mount everything the plan says (in its order), then chdir."""
+    plan = _resolved(plan)
+    sandbox = plan["sandbox"]
+    if sandbox.get("netns"):
+        if os.geteuid() != 0:
+            raise MountError(1, f"entering the pod's network namespace {sandbox['netns']} needs root")
+        _setns(sandbox["netns"], CLONE_NEWNET)
+    hostname = sandbox.get("hostname")
+    user = enter(uts=bool(hostname))
+    if hostname:
+        name = hostname.encode()
+        _check(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {hostname}")
+    host = _Host()
+    try:
+        _sandbox(sandbox, host)
+        for cover in plan.get("covers") or ():
+            _cover(cover, host, user=user)
+        for mount in plan.get("mounts") or ():
+            _bind(mount, host)
+    finally:
+        host.close()
     workdir = plan.get("workdir")
     if workdir and os.path.isdir(workdir):
         os.chdir(workdir)
+
+
+def _ns_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def join(pid: int) -> dict[str, str]:
+    """Enter the namespaces of process ``pid`` that are not ours and its working dir; its initial environment."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(
+            entry.decode(errors="surrogateescape").partition("=")[::2] for entry in f.read().split(b"\0") if entry
+        )
+    fds = [
+        (os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), name, nstype)
+        for name, nstype in JOIN_ORDER
+        if _ns_id(f"/proc/{pid}/ns/{name}") != _ns_id(f"/proc/self/ns/{name}")
+    ]
+    cwd = os.open(f"/proc/{pid}/cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for fd, name, nstype in fds:
+            _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns {name} of process {pid}")
+        os.fchdir(cwd)
+    finally:
+        for fd, _, _ in fds:
+            os.close(fd)
+        os.close(cwd)
+    return env
 
 
 def probe() -> str | None:
@@ -180,18 +309,30 @@ def main(args: list[str]) -> int:
         if reason:
             print(reason, file=sys.stderr)
         return 0 if reason is None else 1
-    if len(args) < 3 or args[1] != "--":
-        print("usage: python -m kray.local.mountns PLAN.json -- COMMAND [ARG...]", file=sys.stderr)
+    if args[:1] == ["--join"] and len(args) >= 4 and args[1].isdigit() and args[2] == "--":
+        argv = args[3:]
+        try:
+            env = join(int(args[1]))
+        except OSError as error:
+            print(f"kray: cannot enter the container of process {args[1]}: {error}", file=sys.stderr)
+            return FAILED
+    elif len(args) >= 3 and args[1] == "--" and not args[0].startswith("--"):
+        argv, env = args[2:], dict(os.environ)
+        try:
+            with open(args[0]) as f:
+                apply(json.load(f))
+        except (OSError, ValueError) as error:
+            print(f"kray: cannot mount the pod's volumes (or enter its sandbox): {error}", file=sys.stderr)
+            return FAILED
+    else:
+        print(
+            "usage: python -m kray.local.mountns PLAN.json -- COMMAND [ARG...]\n"
+            "       python -m kray.local.mountns --join PID -- COMMAND [ARG...]",
+            file=sys.stderr,
+        )
         return 2
-    argv = args[2:]
     try:
-        with open(args[0]) as f:
-            apply(json.load(f))
-    except (OSError, ValueError) as error:
-        print(f"kray: cannot mount the pod's volumes: {error}", file=sys.stderr)
-        return FAILED
-    try:
-        os.execvpe(argv[0], argv, os.environ)
+        os.execvpe(argv[0], argv, env)
     except OSError as error:
         print(f"kray: cannot start {argv[0]!r}: {error}", file=sys.stderr)
         return 127

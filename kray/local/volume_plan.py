@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -47,6 +48,24 @@ class Cover:
     stage: str = ""
 
 
+PRIVATE_TMP = "/tmp"
+"""Where a sandbox with ``private_tmp`` gives each container a dir of its own."""
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPlan:
+    """What the launcher enters and binds before the volumes (:class:`kray.local.sandbox.Sandbox`)."""
+
+    netns: str | None = None
+    hostname: str | None = None
+    files: tuple[tuple[str, str], ...] = ()
+    """(host file, path in the container), bound read-only."""
+    tmp: str | None = None
+    """The container's own ``/tmp`` on the host (made mode 1777 by the runner); None: the host's ``/tmp``."""
+    keep: tuple[str, ...] = ()
+    """Host dirs under ``/tmp`` the container still sees at their path (the Python environment, kray's tools)."""
+
+
 @dataclass(frozen=True, slots=True)
 class MountPlan:
     mounts: tuple[Mount, ...]
@@ -54,13 +73,43 @@ class MountPlan:
     host_dirs: tuple[str, ...] = ()
     """Missing mount points under the temp dir, created on the host by the runner (parents first)."""
     workdir: str | None = None
+    sandbox: SandboxPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "mounts": [asdict(m) for m in self.mounts],
             "covers": [asdict(c) for c in self.covers],
             "workdir": self.workdir,
+            "sandbox": asdict(self.sandbox) if self.sandbox is not None else None,
         }
+
+
+def plan_sandbox(*, container: Mapping[str, Any], ctx: VolumeContext) -> SandboxPlan | None:
+    """The sandbox part of a container's plan; None when the pod shares the host's everything."""
+    sandbox = ctx.sandbox
+    if sandbox is None or not sandbox.isolated:
+        return None
+    tmp: str | None = None
+    keep: tuple[str, ...] = ()
+    if sandbox.private_tmp:
+        tmp = str(private_tmp_dir(ctx, container))
+        shared = (*ctx.protected, Path(sys.prefix), Path(ctx.python).parent)
+        keep = tuple(
+            dict.fromkeys(
+                real
+                for real in (os.path.realpath(p) for p in shared)
+                if _under(real, PRIVATE_TMP) and real != PRIVATE_TMP and os.path.isdir(real)
+            )
+        )
+    return SandboxPlan(netns=sandbox.netns, hostname=sandbox.hostname, files=sandbox.files, tmp=tmp, keep=keep)
+
+
+def private_tmp_dir(ctx: VolumeContext, container: Mapping[str, Any]) -> Path:
+    return ctx.pod_dir / "tmp" / str(container.get("name") or "container")
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _submounts(path: str) -> bool:
@@ -140,25 +189,33 @@ def plan_container(
     mounts.sort(key=lambda m: len(PurePosixPath(m.target).parts))
     roots = [Path(os.path.realpath(r)) for r in ctx.roots()]
     temp = Path(os.path.realpath(ctx.temp_dir))
+    sandbox = plan_sandbox(container=container, ctx=ctx)
     covers: dict[str, Cover] = {}
     host: list[str] = []
     done: list[Mount] = []
+    private = sandbox is not None and sandbox.tmp is not None
+
+    def seen(target: str) -> str:
+        """The path as the container sees it (its own /tmp is not the host's: nothing there to resolve)."""
+        return target if private and _under(target, PRIVATE_TMP) else os.path.realpath(target)
+
     for mount in mounts:
-        where, real = wheres[mount.target], os.path.realpath(mount.target)
+        where, real = wheres[mount.target], seen(mount.target)
+        in_private_tmp = private and _under(mount.target, PRIVATE_TMP)
         hidden = [r for r in roots if r.is_relative_to(real)]
-        if hidden and os.path.exists(real):
+        if hidden and os.path.exists(real) and not in_private_tmp:
             raise VolumeInvalid(
                 f"{where}.mountPath: {mount.target} would hide {hidden[0]}, which kray's processes share on this "
                 "machine; mount the volume elsewhere"
             )
-        parent = next((m for m in reversed(done) if Path(real).is_relative_to(os.path.realpath(m.target))), None)
+        parent = next((m for m in reversed(done) if Path(real).is_relative_to(seen(m.target))), None)
         done.append(mount)
         if parent is not None:
             if not parent.tmpfs:  # made in the parent volume, on the host: read-only volumes cannot get it later
-                inner = Path(parent.source) / Path(real).relative_to(os.path.realpath(parent.target))
+                inner = Path(parent.source) / Path(real).relative_to(seen(parent.target))
                 _make_point(inner, file=mount.file)
             continue
-        if os.path.lexists(real):
+        if in_private_tmp or os.path.lexists(real):  # the launcher makes it in the container's own /tmp
             continue
         if Path(real).is_relative_to(temp):
             parts = Path(real).relative_to(temp).parts
@@ -183,7 +240,11 @@ def plan_container(
         )
     ordered = tuple(sorted(covers.values(), key=lambda c: c.path))
     return MountPlan(
-        mounts=tuple(mounts), covers=ordered, host_dirs=tuple(dict.fromkeys(host)), workdir=container.get("workingDir")
+        mounts=tuple(mounts),
+        covers=ordered,
+        host_dirs=tuple(dict.fromkeys(host)),
+        workdir=container.get("workingDir"),
+        sandbox=sandbox,
     )
 
 

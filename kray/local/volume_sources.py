@@ -1,5 +1,6 @@
 """Makes a pod's volumes in its dir as the kubelet's volume plugins do: configMap, secret, downwardAPI and
-projected files, disk emptyDirs, checked hostPaths and per-claim dirs.
+projected files (a projected ``serviceAccountToken`` from the context's :class:`TokenSource`, on a node), disk
+emptyDirs, checked hostPaths and per-claim dirs.
 
 Apart from the mount plan because this is the part that does I/O against the store (ConfigMaps, Secrets,
 claims, read through any :class:`ObjectReader`) and the disk: each API-data volume is written aside and
@@ -27,13 +28,23 @@ import structlog
 
 from kray._ray.quantity import QuantityError, parse_quantity
 from kray.local.podenv import pod_fields
-from kray.local.volume_spec import API_DATA_KINDS, ObjectReader, VolumeContext, VolumeInvalid, VolumePending, claim_dir
+from kray.local.volume_spec import (
+    API_DATA_KINDS,
+    ObjectReader,
+    TokenSource,
+    VolumeContext,
+    VolumeInvalid,
+    VolumePending,
+    claim_dir,
+)
 from kray.store import CONFIGMAP, PERSISTENT_VOLUME_CLAIM, SECRET, Obj, Resource
 from kray.store.errors import NotFound
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_MODE = 0o644
+DEFAULT_TOKEN_SECONDS = 3600
+"""A serviceAccountToken source's ``expirationSeconds`` when it names none (the API's default)."""
 
 
 async def _get(reader: ObjectReader, resource: Resource, name: str, namespace: str) -> Obj | None:
@@ -136,7 +147,9 @@ def _downward(pod: Obj, items: list[Mapping[str, Any]], *, where: str, default: 
     return files
 
 
-async def _files(reader: ObjectReader, pod: Obj, kind: str, body: Mapping[str, Any], *, where: str) -> Files:
+async def _files(
+    reader: ObjectReader, pod: Obj, kind: str, body: Mapping[str, Any], *, where: str, tokens: TokenSource | None
+) -> Files:
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
     default = int(body.get("defaultMode", DEFAULT_MODE))
     if kind in ("configMap", "secret"):
@@ -147,10 +160,18 @@ async def _files(reader: ObjectReader, pod: Obj, kind: str, body: Mapping[str, A
     for j, source in enumerate(body.get("sources") or ()):
         for inner_kind, given in source.items():
             inner = {"defaultMode": default, **(given or {})}
-            if inner_kind == "serviceAccountToken":
+            if inner_kind == "serviceAccountToken" and tokens is not None:
+                token = await tokens.token(
+                    pod=pod,
+                    audience=inner.get("audience") or None,
+                    expiration_seconds=int(inner.get("expirationSeconds") or DEFAULT_TOKEN_SECONDS),
+                )
+                files[str(inner.get("path") or "token")] = (token.encode(), default)
+            elif inner_kind == "serviceAccountToken":
                 log.info("volumes.token_skipped", volume=where, reason="no service account tokens locally")
             elif inner_kind in ("configMap", "secret", "downwardAPI"):
-                files |= await _files(reader, pod, inner_kind, inner, where=f"{where}.projected.sources[{j}]")
+                here = f"{where}.projected.sources[{j}]"
+                files |= await _files(reader, pod, inner_kind, inner, where=here, tokens=tokens)
             else:
                 raise VolumeInvalid(f"{where}.projected.sources[{j}]: source {inner_kind} is not supported locally")
     return files
@@ -234,7 +255,7 @@ async def _make(
 ) -> Path | None:  # fmt: skip
     directory = ctx.volumes / name
     if kind in API_DATA_KINDS:
-        files = await _files(reader, pod, kind, body, where=where)
+        files = await _files(reader, pod, kind, body, where=where, tokens=ctx.tokens)
         await asyncio.to_thread(_write_tree, directory, files)
         return directory
     if kind == "emptyDir":

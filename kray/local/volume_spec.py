@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from kray.local.sandbox import Sandbox
 from kray.store import Obj, Resource
 
 KINDS = ("configMap", "secret", "emptyDir", "downwardAPI", "projected", "hostPath", "persistentVolumeClaim")
@@ -42,6 +43,13 @@ class ObjectReader(Protocol):
     async def get(self, resource: Resource, name: str, *, namespace: str | None) -> Obj: ...
 
 
+class TokenSource(Protocol):
+    """Issues a pod's ServiceAccount tokens (a TokenRequest to the apiserver, bound to the pod), for projected
+    ``serviceAccountToken`` sources. Raises :class:`VolumePending` while the token cannot be had yet."""
+
+    async def token(self, *, pod: Obj, audience: str | None, expiration_seconds: int) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class VolumeContext:
     """Where a pod's volumes live and what must never be covered by an overlay."""
@@ -52,6 +60,11 @@ class VolumeContext:
     """kray's shared roots (Ray temp root, state dir, Python environment): never hidden or overlaid."""
     temp_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     python: str = sys.executable
+    sandbox: Sandbox | None = None
+    """The pod's sandbox: an isolated one sends every container through the launcher, volumes or not."""
+    tokens: TokenSource | None = None
+    """Where projected ``serviceAccountToken`` sources get their token; None: they are skipped (local mode
+    refuses them before a pod is made)."""
 
     @property
     def volumes(self) -> Path:
@@ -106,6 +119,8 @@ def check_pod(pod: Obj) -> None:
         if kinds[0] == "projected":
             for j, source in enumerate(body.get("sources") or ()):
                 for kind, inner in source.items():
+                    if kind == "serviceAccountToken":
+                        relative_path((inner or {}).get("path"), f"{where}.projected.sources[{j}].{kind}.path")
                     for k, item in enumerate((inner or {}).get("items") or ()):
                         relative_path(item.get("path"), f"{where}.projected.sources[{j}].{kind}.items[{k}].path")
         for k, item in enumerate(body.get("items") or ()) if isinstance(body, dict) else ():

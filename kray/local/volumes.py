@@ -15,9 +15,12 @@ local store (it reads ConfigMaps, Secrets and claims through any :class:`ObjectR
   ``volumeMounts`` into a :class:`MountPlan` for :mod:`kray.local.mountns`: bind mounts (``subPath``,
   ``readOnly``; configMap, secret, downwardAPI and projected volumes always read-only, as the kubelet's),
   tmpfs for ``medium: Memory`` emptyDirs, and how to make mount points the host lacks.
-- :func:`prepare_container` does both and wraps the container's argv with the launcher; a container
-  without ``volumeMounts`` runs exactly as before. A bad volume raises :class:`VolumeInvalid` naming the
-  field; a kernel that allows no mount namespace raises :class:`VolumesUnsupported` at once.
+- :func:`prepare_container` does both and wraps the container's argv with the launcher, which also enters
+  the pod's sandbox when it is isolated (:class:`kray.local.sandbox.Sandbox`: network namespace, hostname,
+  hosts file, own ``/tmp``); a container without ``volumeMounts`` in no such sandbox runs exactly as
+  before. A bad volume raises :class:`VolumeInvalid` naming the field; a kernel that allows no mount
+  namespace raises :class:`VolumesUnsupported` at once.
+- :func:`join_argv` runs a command inside a launched container's namespaces (exec probes, ``ray status``).
 
 The entry point the pod runner and the claims controller import: the check and shared values live in
 :mod:`kray.local.volume_spec`, the making of volumes in :mod:`kray.local.volume_sources`, the plan in
@@ -29,21 +32,23 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from kray.local.volume_plan import Cover, Mount, MountPlan, plan_container
+from kray.local.volume_plan import Cover, Mount, MountPlan, SandboxPlan, plan_container, private_tmp_dir
 from kray.local.volume_sources import materialize
 from kray.local.volume_spec import (
     API_DATA_KINDS,
     KINDS,
     ObjectReader,
+    TokenSource,
     VolumeContext,
     VolumeError,
     VolumeInvalid,
@@ -65,6 +70,8 @@ __all__ = [
     "MountPlan",
     "ObjectReader",
     "Prepared",
+    "SandboxPlan",
+    "TokenSource",
     "VolumeContext",
     "VolumeError",
     "VolumeInvalid",
@@ -73,6 +80,7 @@ __all__ = [
     "check_pod",
     "claim_dir",
     "container_field",
+    "join_argv",
     "materialize",
     "plan_container",
     "prepare_container",
@@ -136,28 +144,55 @@ async def prepare_container(
 ) -> Prepared:
     """Make the container's volumes and wrap ``argv`` with the mount-namespace launcher.
 
-    A container without ``volumeMounts`` gets ``argv`` back unchanged. Raises :class:`VolumeInvalid`,
-    :class:`VolumesUnsupported` (fail the pod) or :class:`VolumePending` (wait and call again).
+    A container without ``volumeMounts`` and no isolated sandbox gets ``argv`` back unchanged. Raises
+    :class:`VolumeInvalid`, :class:`VolumesUnsupported` (fail the pod) or :class:`VolumePending` (wait and
+    call again).
     """
     mounts = container.get("volumeMounts") or []
-    if not mounts:
+    sandbox = ctx.sandbox if ctx.sandbox is not None and ctx.sandbox.isolated else None
+    if not mounts and sandbox is None:
         return Prepared(argv=list(argv))
     check_pod(pod)
+    if sandbox is not None and sandbox.netns is not None and os.geteuid() != 0:
+        raise VolumesUnsupported(
+            f"the pod's network namespace {sandbox.netns} can be entered only by root; run the node agent as root"
+        )
     reason = await unsupported_reason(ctx.python)
     if reason is not None:
         field = container_field(pod, container)
-        raise VolumesUnsupported(
+        what = (
             f'volume "{mounts[0].get("name")}" ({field}.volumeMounts[0], mountPath {mounts[0].get("mountPath")}) '
-            f"is mounted in a private mount namespace, which this kernel refused: {reason}; {ENABLE_USERNS}"
+            "is mounted"
+            if mounts
+            else f"{field} runs in its pod's sandbox"
+        )
+        raise VolumesUnsupported(
+            f"{what} in a private mount namespace, which this kernel refused: {reason}; {ENABLE_USERNS}"
         )
     sources = await materialize(reader=reader, pod=pod, ctx=ctx, names={str(m["name"]) for m in mounts})
     plan = await asyncio.to_thread(plan_container, pod=pod, container=container, sources=sources, ctx=ctx, env=env)
     _make_host_dirs(plan, ctx)
+    if plan.sandbox is not None and plan.sandbox.tmp is not None:
+        _make_private_tmp(private_tmp_dir(ctx, container))
     plan_path = ctx.volumes / ".plans" / f"{container.get('name', 'container')}.json"
     plan_path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
     plan_path.write_text(json.dumps(plan.to_json(), indent=1))
     plan_path.chmod(0o644)
     return Prepared(argv=[ctx.python, "-I", "-m", "kray.local.mountns", str(plan_path), "--", *argv], plan=plan)
+
+
+def join_argv(*, python: str, pid: int, argv: Sequence[str]) -> list[str]:
+    """``argv`` run inside the namespaces of the launched container process ``pid`` (its network, hostname,
+    mounts and user), in its working dir and with its environment, as a CRI runtime's exec."""
+    return [python, "-I", "-m", "kray.local.mountns", "--join", str(pid), "--", *argv]
+
+
+def _make_private_tmp(path: Path) -> None:
+    """A container's own /tmp, sticky and world-writable as /tmp is; empty at each start of the container, as
+    a restarted container's fresh writable layer is (its old processes are gone by then)."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True, mode=0o755)
+    path.chmod(0o1777)
 
 
 # -- mount points kray made on the host ---------------------------------------------------------------------
