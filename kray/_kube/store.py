@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,7 @@ from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
 from kray._kube.errors import error_from_status, map_errors, retry_after
 from kray.api.errors import FieldError
-from kray.store import Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
+from kray.store import SERVICE_ACCOUNT, Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
 from kray.store import meta as m
 from kray.store.errors import Invalid, Unavailable
 from kray.store.selectors import parse_selector
@@ -160,12 +160,20 @@ class KubeStore:
         return found
 
     async def list(
-        self, resource: Resource, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
+        """``field_selector`` (this adapter only): the apiserver's ``fieldSelector`` (``spec.nodeName=n``)."""
         parse_selector(label_selector)  # refuse a bad selector the same way the embedded store does
         params = {"limit": str(self._settings.page_size)}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         path = _path(resource, namespace=namespace if resource.namespaced else None)
         items: list[Obj] = []
         version = ""
@@ -212,14 +220,49 @@ class KubeStore:
         return patched
 
     async def delete(
-        self, resource: Resource, name: str, *, namespace: str | None, propagation: Propagation = "Background"
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None,
+        propagation: Propagation = "Background",
+        grace_period_seconds: int | None = None,
+        uid: str | None = None,
     ) -> None:
+        """``grace_period_seconds`` and ``uid`` (this adapter only): the kubelet's final delete of a pod whose
+        containers are gone (``0``, only if the object is still the one of that uid: Conflict otherwise)."""
         if propagation not in _PROPAGATIONS:
             raise Invalid(
                 f"unknown propagationPolicy {propagation!r}", [FieldError("propagationPolicy", "unsupported")]
             )
-        options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         await self._call("DELETE", _path(resource, namespace=_scope(resource, namespace), name=name), body=options)
+
+    async def request_token(
+        self,
+        *,
+        namespace: str,
+        service_account: str,
+        audiences: Sequence[str],
+        expiration_seconds: int,
+        pod: Obj | None = None,
+    ) -> tuple[str, str]:
+        """A TokenRequest for a service account (the kubelet's, for a projected ``serviceAccountToken``):
+        (token, expirationTimestamp). With ``pod``, the token is bound to it (invalid once the pod is gone)."""
+        spec: dict[str, Any] = {"audiences": list(audiences), "expirationSeconds": expiration_seconds}
+        if pod is not None:
+            meta = pod.get("metadata") or {}
+            bound = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}
+            spec["boundObjectRef"] = bound
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        path = _path(SERVICE_ACCOUNT, namespace=namespace, name=service_account) + "/token"
+        answer = await self._call("POST", path, body=body)
+        status = answer.get("status") or {}
+        return str(status.get("token") or ""), str(status.get("expirationTimestamp") or "")
 
     def watch(
         self,
@@ -228,13 +271,19 @@ class KubeStore:
         namespace: str | None = None,
         label_selector: str | None = None,
         resource_version: str,
+        field_selector: str | None = None,
     ) -> AsyncIterator[WatchEvent]:
         m.parse_resource_version(resource_version)
         parse_selector(label_selector)
-        return self._watch(resource, namespace, label_selector, resource_version)
+        return self._watch(resource, namespace, label_selector, resource_version, field_selector)
 
     async def _watch(
-        self, resource: Resource, namespace: str | None, label_selector: str | None, version: str
+        self,
+        resource: Resource,
+        namespace: str | None,
+        label_selector: str | None,
+        version: str,
+        field_selector: str | None = None,
     ) -> AsyncIterator[WatchEvent]:
         settings = self._settings
         path = _path(resource, namespace=namespace if resource.namespaced else None)
@@ -243,7 +292,9 @@ class KubeStore:
             # "Start with the current state": a consistent list, as ADDED events, then changes after it.
             # (The apiserver's own RV=0 watch is served from its watch cache at "any" version, which the
             # contract suite saw deliver nothing for 20 s about once in five full runs.)
-            current = await self.list(resource, namespace=namespace, label_selector=label_selector)
+            current = await self.list(
+                resource, namespace=namespace, label_selector=label_selector, field_selector=field_selector
+            )
             for item in current.items:
                 yield WatchEvent(WatchEventType.ADDED, item)
             version = current.resource_version
@@ -256,6 +307,8 @@ class KubeStore:
             }
             if label_selector:
                 params["labelSelector"] = label_selector
+            if field_selector:
+                params["fieldSelector"] = field_selector
             try:
                 async for event in self._stream(path, params=params, timeout=timeout):
                     obj = event.get("object") or {}

@@ -39,7 +39,7 @@ import structlog
 from kray.local import procs
 from kray.local.crashloop import backoff_message, next_backoff
 from kray.local.errors import LocalError, ProbeSpecError
-from kray.local.podenv import LOCAL_POD_IP, EnvError
+from kray.local.podenv import EnvError
 from kray.local.probes import ProbeEvent, ProbeKind, ProbeRunner, parse_probe
 
 log = structlog.get_logger(__name__)
@@ -161,6 +161,11 @@ class PodSide(Protocol):
 
     @property
     def settings(self) -> Timing: ...
+
+    @property
+    def pod_ip(self) -> str:
+        """The pod's IP (its sandbox's): where HTTP and TCP probes dial."""
+        ...
 
     async def env(self, container: dict[str, Any]) -> dict[str, str]: ...
 
@@ -356,7 +361,7 @@ class ContainerRunner:
         if not spec:
             return None
         try:
-            probe = parse_probe(spec, host=LOCAL_POD_IP)
+            probe = parse_probe(spec, host=self.pod.pod_ip)
         except ProbeSpecError as error:
             log.warning("podrunner.probe_skipped", pod=self.pod.name, container=self.name, probe=key, error=str(error))
             return None

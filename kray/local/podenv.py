@@ -13,36 +13,41 @@ from collections.abc import Mapping
 from typing import Any
 
 from kray._ray.quantity import parse_quantity
+from kray.local.sandbox import LOCAL_POD_IP, Sandbox
 from kray.store import CONFIGMAP, SECRET, Obj, Store
 from kray.store.errors import NotFound
 
-LOCAL_POD_IP = "127.0.0.1"
+__all__ = ["LOCAL_POD_IP", "EnvError", "expand_args", "pod_fields", "resolve_env"]
 
 
 class EnvError(Exception):
     """A required Secret/ConfigMap key is missing (the kubelet's CreateContainerConfigError)."""
 
 
-def _field(pod: Obj, path: str) -> str:
+def _field(pod: Obj, path: str, sandbox: Sandbox | None) -> str:
     meta = pod.get("metadata") or {}
     match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
     if match:
         return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
-    return str(pod_fields(pod).get(path, ""))
+    return str(pod_fields(pod, sandbox=sandbox).get(path, ""))
 
 
-def pod_fields(pod: Obj) -> dict[str, Any]:
-    """The fieldRef paths a local pod answers besides labels and annotations (env and downwardAPI volumes)."""
+def pod_fields(pod: Obj, *, sandbox: Sandbox | None = None) -> dict[str, Any]:
+    """The fieldRef paths a pod answers besides labels and annotations (env and downwardAPI volumes): its
+    addresses are its sandbox's (local mode's, ``127.0.0.1``, without one); ``spec.nodeName`` the pod's own
+    when it names one (bound by a scheduler), else the sandbox's."""
     meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    where = sandbox or Sandbox(ip=LOCAL_POD_IP)
     return {
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),
         "metadata.uid": meta.get("uid", ""),
-        "spec.nodeName": "localhost",
-        "spec.serviceAccountName": (pod.get("spec") or {}).get("serviceAccountName", "default"),
-        "status.podIP": LOCAL_POD_IP,
-        "status.hostIP": LOCAL_POD_IP,
-        "status.podIPs": LOCAL_POD_IP,
+        "spec.nodeName": spec.get("nodeName") or where.node_name,
+        "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+        "status.podIP": where.ip,
+        "status.hostIP": where.host_ip,
+        "status.podIPs": where.ip,
     }
 
 
@@ -68,7 +73,9 @@ async def _key(store: Store, *, kind: str, namespace: str, ref: Mapping[str, Any
     raise EnvError(f"{kind} {ref.get('name')!r} has no key {key!r}")
 
 
-async def resolve_env(*, store: Store, pod: Obj, container: Mapping[str, Any]) -> dict[str, str]:
+async def resolve_env(
+    *, store: Store, pod: Obj, container: Mapping[str, Any], sandbox: Sandbox | None = None
+) -> dict[str, str]:
     namespace = (pod.get("metadata") or {}).get("namespace") or "default"
     env: dict[str, str] = {}
     for source in container.get("envFrom") or ():
@@ -94,7 +101,7 @@ async def resolve_env(*, store: Store, pod: Obj, container: Mapping[str, Any]) -
         source = entry.get("valueFrom") or {}
         value: str | None = None
         if "fieldRef" in source:
-            value = _field(pod, str(source["fieldRef"].get("fieldPath", "")))
+            value = _field(pod, str(source["fieldRef"].get("fieldPath", "")), sandbox)
         elif "secretKeyRef" in source:
             value = await _key(store, kind="secret", namespace=namespace, ref=source["secretKeyRef"])
         elif "configMapKeyRef" in source:

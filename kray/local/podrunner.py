@@ -49,10 +49,12 @@ from kray.local.containers import now as _now
 from kray.local.containers import pod_records as _records
 from kray.local.errors import LocalError
 from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
-from kray.local.podenv import LOCAL_POD_IP, expand_args, resolve_env
+from kray.local.pod_policy import FINALIZER, LocalPolicy, PodPolicy
+from kray.local.podenv import expand_args, resolve_env
 from kray.local.podstatus import pod_conditions, pod_phase
 from kray.local.ports import PortAllocator
 from kray.local.preflight import find_ray, missing_ray_message, pod_path
+from kray.local.sandbox import LOCAL_POD_IP, HostSandboxes, Sandbox, SandboxError, Sandboxes
 from kray.local.tempdirs import mark, remove_unused
 from kray.local.volumes import VolumeContext, VolumeError, VolumePending, prepare_container, release
 from kray.runtime.informer import Informer, ObjectKey, key_of
@@ -85,10 +87,6 @@ PORT_OWNER_ANNOTATION = "kray.io/port-owner"
 RAY_TEMP_DIR_ANNOTATION = "kray.io/ray-temp-dir"
 """The Ray temp dir (``--temp-dir``) the pod's processes share with the rest of its cluster. The runner
 deletes it when no pod that may still run uses it, and only if it lies inside :func:`ray_temp_root`."""
-FINALIZER = "kray.io/pod-runner"
-"""Set on every pod local mode creates: a deleted pod stays (Terminating, with a deletionTimestamp) until the
-runner has stopped its processes, as the kubelet's graceful deletion keeps a pod until its containers are
-gone. Without it a suspended or deleted cluster would read as gone while its Ray processes still run."""
 BACKOFF_START, BACKOFF_CAP = 10.0, 300.0
 VOLUME_RETRY_START, VOLUME_RETRY_CAP = 0.5, 10.0
 """A container waiting for what its volumes need looks again after 0.5 s, doubling up to 10 s."""
@@ -122,6 +120,7 @@ class _Stopping:
     pod: PodTask
     """Its task (a new one for what a previous runner left): its pod as last seen, its processes."""
     job: asyncio.Task[None]
+    grace: float
 
     @property
     def uid(self) -> str | None:
@@ -134,10 +133,20 @@ class PodRunner:
     stop together and a pod starts while others stop; when a stop is over its key comes back to the worker,
     which then releases the ports, removes the directories and the finalizer."""
 
-    def __init__(self, *, store: Store, settings: RunnerSettings, ports: PortAllocator | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: RunnerSettings,
+        ports: PortAllocator | None = None,
+        sandboxes: Sandboxes | None = None,
+        policy: PodPolicy | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.ports = ports
+        self.sandboxes: Sandboxes = sandboxes or HostSandboxes()
+        self.policy: PodPolicy = policy or LocalPolicy()
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
         self.tasks: dict[ObjectKey, PodTask] = {}
         self._stopping: dict[ObjectKey, _Stopping] = {}
@@ -151,7 +160,7 @@ class PodRunner:
     """When the runner stops: kill every pod's processes (server stop), or leave them to be re-adopted."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        informer = Informer(self.store, POD)
+        informer = Informer(self.store, POD, field_selector=self.policy.field_selector)
         informer.add_handler(lambda old, new: self.queue.add(key_of(new if new is not None else old)))  # type: ignore[arg-type]
         await self._remove_unclaimed_temp_dirs()
         feeder = asyncio.create_task(informer.run(stop))
@@ -168,10 +177,15 @@ class PodRunner:
             # A deleted pod's stop is finished either way (it began: its processes are going).
             stopping = list(self._stopping.values())
             stops = [s.job for s in stopping]
+            graces = [s.grace for s in stopping]
             if self.kill_on_exit:
-                stops += [asyncio.create_task(t.stop()) for t in self.tasks.values()]
-            await self._bounded(stops)
+                for running in self.tasks.values():
+                    graces.append(self.policy.grace(running.pod, default=self.settings.grace))
+                    stops.append(asyncio.create_task(running.stop(grace=graces[-1])))
+            await self._bounded(stops, grace=max(graces, default=self.settings.grace))
             if self.kill_on_exit:
+                for pod in [*(t.pod for t in self.tasks.values()), *(s.pod.pod for s in stopping)]:
+                    await self.sandboxes.remove(pod)
                 # No process of these pods runs any more: their Ray sessions are over (a pod started again
                 # begins a new session), so their clusters' temp dirs go, with those of pods whose deletion
                 # this stop interrupted; pod dirs keep their logs.
@@ -183,12 +197,12 @@ class PodRunner:
                 for pod_task in self.tasks.values():
                     pod_task.detach()
 
-    async def _bounded(self, stops: Sequence[asyncio.Future[None]]) -> None:
-        """Wait for stops, each bounded by the grace periods of its containers; past twice the grace period
-        and a margin, say what is left and give up on it."""
+    async def _bounded(self, stops: Sequence[asyncio.Future[None]], *, grace: float) -> None:
+        """Wait for stops, each bounded by the grace periods of its containers; past twice the (longest)
+        grace period and a margin, say what is left and give up on it."""
         if not stops:
             return
-        _, late = await asyncio.wait(stops, timeout=2 * self.settings.grace + STOP_MARGIN)
+        _, late = await asyncio.wait(stops, timeout=2 * grace + STOP_MARGIN)
         for job in late:
             job.cancel()
         if late:
@@ -215,6 +229,8 @@ class PodRunner:
             pod = await self.store.get(POD, name, namespace=namespace)
         except NotFound:
             pod = None
+        if pod is not None and not self.policy.ours(pod):
+            pod = None
         stopping = self._stopping.get(key)
         if stopping is not None:
             if not stopping.job.done():
@@ -226,12 +242,13 @@ class PodRunner:
         task = self.tasks.get(key)
         deleting = pod is None or bool(pod["metadata"].get("deletionTimestamp"))
         if task is not None and (deleting or _uid(pod or {}) != _uid(task.pod)):
-            self._begin_stop(key, task)  # (a pod of another uid: this one was deleted and created again meanwhile)
+            # (a pod of another uid: this one was deleted and created again meanwhile)
+            self._begin_stop(key, task, latest=pod if _uid(pod or {}) == _uid(task.pod) else None)
             return
         if pod is None or deleting:
-            if pod is not None and FINALIZER in (pod["metadata"].get("finalizers") or []):
+            if pod is not None and self.policy.held(pod):
                 # A pod that never started here, or whose processes a previous runner left.
-                self._begin_stop(key, PodTask(store=self.store, pod=pod, settings=self.settings))
+                self._begin_stop(key, self._task(pod), latest=pod)
             return
         if task is not None or (pod.get("status") or {}).get("phase") in ENDED:
             return
@@ -239,26 +256,31 @@ class PodRunner:
             self._image_noted = True
             image = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("image", "?")
             log.info("podrunner.image_ignored", image=image, ray=shutil.which("ray", path=str(self.settings.bin_dir)))
-        task = PodTask(store=self.store, pod=pod, settings=self.settings)
+        task = self._task(pod)
         self.tasks[key] = task
         task.start()
 
-    def _begin_stop(self, key: ObjectKey, stopped: PodTask) -> None:
-        """Stop the pod's processes in the background; the key comes back to the worker when they are gone."""
+    def _task(self, pod: Obj) -> PodTask:
+        return PodTask(store=self.store, pod=pod, settings=self.settings, sandboxes=self.sandboxes)
+
+    def _begin_stop(self, key: ObjectKey, stopped: PodTask, *, latest: Obj | None) -> None:
+        """Stop the pod's processes in the background; the key comes back to the worker when they are gone.
+        ``latest``: the pod as the store has it now (its delete's grace period), None when it is gone."""
         if self.tasks.get(key) is stopped:
             del self.tasks[key]
         leaving = _temp_dir_of(stopped.pod)
         if leaving:
             self._leaving.add(leaving)
+        grace = self.policy.grace(latest or stopped.pod, default=self.settings.grace)
 
         async def stop() -> None:
             try:
-                await stopped.stop()
+                await stopped.stop(grace=grace)
             finally:
                 self.queue.add(key)
 
         job = asyncio.create_task(stop(), name=f"stop-{key[0]}-{key[1]}")
-        self._stopping[key] = _Stopping(pod=stopped, job=job)
+        self._stopping[key] = _Stopping(pod=stopped, job=job, grace=grace)
 
     async def _after_stop(self, stopping: _Stopping, pod: Obj | None) -> None:
         """A pod's processes are stopped: release its ports, clean up after it, and, when the store still
@@ -268,11 +290,9 @@ class PodRunner:
         if self.ports is not None and stopping.pod.port_owner:
             self.ports.release(stopping.pod.port_owner)
         await self._clean_up(stopping.pod.pod)
-        finalizers = ((pod or {}).get("metadata") or {}).get("finalizers") or []
-        if pod is not None and _uid(pod) == stopping.uid and FINALIZER in finalizers:
-            remaining = {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
-            with contextlib.suppress(NotFound):
-                await self.store.patch(POD, stopping.pod.name, namespace=stopping.pod.namespace, patch=remaining)
+        await self.sandboxes.remove(stopping.pod.pod)
+        if pod is not None and _uid(pod) == stopping.uid and self.policy.held(pod):
+            await self.policy.release(self.store, pod)
         leaving = _temp_dir_of(stopping.pod.pod)
         others = [s for s in self._stopping.values() if s is not stopping]
         if leaving and all(_temp_dir_of(s.pod.pod) != leaving for s in others):
@@ -326,7 +346,10 @@ class PodRunner:
         except StoreError as error:
             log.warning("podrunner.cleanup_skipped", temp_dir=temp_dir, error=str(error))
             return True
-        return any(key_of(other) != besides and _temp_dir_of(other) == temp_dir and _may_run(other) for other in pods)
+        return any(
+            key_of(other) != besides and _temp_dir_of(other) == temp_dir and _may_run(other, self.policy)
+            for other in pods
+        )
 
     async def _remove(self, path: Path, *, inside: Path) -> None:
         try:
@@ -346,24 +369,27 @@ def _temp_dir_of(pod: Obj) -> str | None:
     return ((pod.get("metadata") or {}).get("annotations") or {}).get(RAY_TEMP_DIR_ANNOTATION) or None
 
 
-def _may_run(pod: Obj) -> bool:
+def _may_run(pod: Obj, policy: PodPolicy) -> bool:
     """Whether a pod's processes may be alive, or may start: it has not ended and, if it is being deleted,
-    our finalizer still holds it (without it, only the runner's task for it would tell, and that is
+    it is still held for us (without that, only the runner's task for it would tell, and that is
     checked apart)."""
     meta = pod.get("metadata") or {}
     if (pod.get("status") or {}).get("phase") in ENDED:
         return False
-    return not meta.get("deletionTimestamp") or FINALIZER in (meta.get("finalizers") or [])
+    return not meta.get("deletionTimestamp") or policy.held(pod)
 
 
 class PodTask:
     """Runs one pod's containers until the pod is deleted or ends for good (see :mod:`kray.local.containers`
     for each container's own life)."""
 
-    def __init__(self, *, store: Store, pod: Obj, settings: RunnerSettings) -> None:
+    def __init__(self, *, store: Store, pod: Obj, settings: RunnerSettings, sandboxes: Sandboxes | None = None) -> None:
         self.store = store
         self.pod = pod
         self.settings = settings
+        self.sandboxes: Sandboxes = sandboxes or HostSandboxes()
+        self.sandbox: Sandbox | None = None
+        """Made before the first container starts (the same again for an adopted pod)."""
         meta = pod["metadata"]
         self.name: str = meta["name"]
         self.namespace: str = meta.get("namespace") or "default"
@@ -420,19 +446,21 @@ class PodTask:
         if self._task is not None:
             self._task.cancel()
 
-    async def stop(self) -> None:
+    async def stop(self, *, grace: float | None = None) -> None:
         """Stop every container as the kubelet does when a pod is deleted: the main containers (and a running
-        init container) together, SIGTERM then SIGKILL after the grace period; then the native sidecars, in
-        reverse order, within what is left of it. Also stops the processes a previous runner left."""
+        init container) together, SIGTERM then SIGKILL after the grace period (``grace``, default the
+        runner's); then the native sidecars, in reverse order, within what is left of it. Also stops the
+        processes a previous runner left."""
+        grace = self.settings.grace if grace is None else grace
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.grace
+        deadline = loop.time() + grace
         first = [r for r in (*self.mains, *self.inits) if r.role is not Role.SIDECAR]
-        await asyncio.gather(*(r.terminate(grace=self.settings.grace) for r in first), return_exceptions=True)
-        await self._stop_sidecars(grace=max(deadline - loop.time(), min(2.0, self.settings.grace)))
+        await asyncio.gather(*(r.terminate(grace=grace) for r in first), return_exceptions=True)
+        await self._stop_sidecars(grace=max(deadline - loop.time(), min(2.0, grace)))
 
     async def _stop_sidecars(self, *, grace: float, report: bool = False) -> None:
         for runner in reversed(self.sidecars):
@@ -456,6 +484,11 @@ class PodTask:
     async def _life(self) -> None:
         if not self.mains:
             await self._fail("NoContainers", "the pod has no containers")
+            return
+        try:
+            self.sandbox = await self.sandboxes.create(self.pod)
+        except SandboxError as error:
+            await self._fail("FailedCreatePodSandBox", f"Failed to create pod sandbox: {error}")
             return
         # Main containers have run: the init containers are done (a runner restart adopts, never re-inits).
         self._initialized = any(r.record is not None for r in self.mains)
@@ -496,12 +529,18 @@ class PodTask:
     # -- what a container needs from its pod (containers.PodSide) -------------------------------------
 
     async def env(self, container: dict[str, Any]) -> dict[str, str]:
-        resolved = await resolve_env(store=self.store, pod=self.pod, container=container)
+        resolved = await resolve_env(store=self.store, pod=self.pod, container=container, sandbox=self.sandbox)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
-        env = {**base, **resolved, HOME_ENV: str(self.settings.state_dir)}
+        cluster = dict(self.sandbox.env) if self.sandbox is not None else {}
+        env = {**base, **cluster, **resolved, HOME_ENV: str(self.settings.state_dir)}
         # kray's environment comes first even when the manifest sets PATH (for its image's directories).
         env["PATH"] = pod_path(self.settings.bin_dir, env.get("PATH"))
         return env
+
+    @property
+    def pod_ip(self) -> str:
+        """Where HTTP and TCP probes dial."""
+        return (self.sandbox or Sandbox(ip=LOCAL_POD_IP)).ip
 
     def log_path(self, container: Mapping[str, Any]) -> Path:
         return self.dir / f"{container.get('name', 'container')}.log"
@@ -620,12 +659,12 @@ class PodTask:
                 phase=phase,
                 now=now,
             ),
-            "podIP": LOCAL_POD_IP,
-            "podIPs": [{"ip": LOCAL_POD_IP}],
-            "hostIP": LOCAL_POD_IP,
             "startTime": (self.pod.get("status") or {}).get("startTime") or now,
             "containerStatuses": mains,
         }
+        if self.sandbox is not None:
+            ip, host = self.sandbox.ip, self.sandbox.host_ip
+            status |= {"podIP": ip, "podIPs": [{"ip": ip}], "hostIP": host, "hostIPs": [{"ip": host}]}
         if init:
             status["initContainerStatuses"] = init
         if self._failure is not None:

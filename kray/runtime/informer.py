@@ -43,6 +43,7 @@ class Informer:
         retry_delay: float = 1.0,
         index_label: str | None = None,
         transform: Callable[[Obj], Obj] | None = None,
+        field_selector: str | None = None,
     ) -> None:
         self.store = store
         self.resource = resource
@@ -57,6 +58,8 @@ class Informer:
         self._retry_delay = retry_delay
         self._transform = transform
         """Applied to every object before it is cached (client-go's SetTransform): slim projections."""
+        self._fields: dict[str, str] = {"field_selector": field_selector} if field_selector else {}
+        """A ``fieldSelector`` for stores that take one (the Kubernetes adapter: a node's pods)."""
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -116,7 +119,9 @@ class Informer:
                     await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
 
     async def _relist(self) -> str:
-        listed = await self.store.list(self.resource, namespace=self.namespace, label_selector=self.label_selector)
+        listed = await self.store.list(
+            self.resource, namespace=self.namespace, label_selector=self.label_selector, **self._fields
+        )
         fresh = {key_of(obj): self._slim(obj) for obj in listed.items}
         old = self._cache
         self._cache = fresh
@@ -136,7 +141,11 @@ class Informer:
     async def _watch(self, version: str, stop: asyncio.Event) -> str:
         """Apply watch events until the stream ends or ``stop``; returns the last version seen."""
         stream = self.store.watch(
-            self.resource, namespace=self.namespace, label_selector=self.label_selector, resource_version=version
+            self.resource,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            resource_version=version,
+            **self._fields,
         )
         stopper = asyncio.ensure_future(stop.wait())
         nxt: asyncio.Future[WatchEvent] | None = None
