@@ -4,7 +4,9 @@ A decision kept apart from making the volumes (:mod:`kray.local.volume_sources`)
 filesystem (what exists, what is mounted) to choose bind mounts (``subPath``, ``readOnly``; API-data
 volumes always read-only, as the kubelet's), tmpfs for ``medium: Memory`` emptyDirs, and how to make the
 mount points the host lacks (an overlay or shadow over their nearest existing ancestor, or a dir under the
-temp dir made on the host) without hiding kray's own shared roots.
+temp dir made on the host) without hiding kray's own shared roots. With a pod sandbox, the plan also says what
+the launcher enters and binds first (:class:`SandboxPlan`); when the container has a ``/tmp`` of its own,
+mount points under ``/tmp`` are made there by the launcher, never on the host.
 """
 
 from __future__ import annotations
