@@ -18,6 +18,9 @@ The sandbox (:class:`kray.local.sandbox.Sandbox`, the plan's ``sandbox``), in th
 - **files**: each (host file, target) bound read-only over the target, or over what a symlink target
   resolves to (``/etc/resolv.conf`` is one on systemd hosts).
 
+Every container's mount namespace also drops its copies of the host's namespace files (``/run/netns/*``), so
+that no pod keeps another's network namespace alive.
+
 ``--join`` enters the namespaces of a running process as ``nsenter`` does: its user namespace first when it
 is not ours (a normal user's container), then network and UTS, the mount namespace last (it resets the root
 and working dir); namespaces we already share are skipped. It then works in the process's working dir and
@@ -124,6 +127,17 @@ def enter(*, uts: bool = False) -> bool:
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     return user
+
+
+def _drop_namespace_files() -> None:
+    """Unmount, in this mount namespace only, the namespace files it copied from the host (``/run/netns/*``):
+    kept, they would hold every other pod's network namespace, and its veth, alive after that pod is gone, for
+    as long as this container runs. Best effort: a user namespace may not unmount what it inherited locked."""
+    with open("/proc/self/mountinfo") as f:
+        lines = f.read().splitlines()
+    points = [line.split()[4] for line in lines if line.partition(" - ")[2].startswith("nsfs ")]
+    for point in reversed(points):
+        _libc.umount2(point.encode().decode("unicode_escape").encode(), ctypes.c_int(MNT_DETACH))
 
 
 def _setns(path: str, nstype: int) -> None:
@@ -249,6 +263,7 @@ def apply(plan: dict[str, Any]) -> None:
         _setns(sandbox["netns"], CLONE_NEWNET)
     hostname = sandbox.get("hostname")
     user = enter(uts=bool(hostname))
+    _drop_namespace_files()
     if hostname:
         name = hostname.encode()
         _check(_libc.sethostname(name, ctypes.c_size_t(len(name))), f"sethostname {hostname}")

@@ -329,3 +329,32 @@ def test_a_netns_as_a_normal_user_is_refused_clearly(shared: Path, netns: tuple[
     assert done.returncode == mountns.FAILED
     assert done.stdout == ""
     assert f"entering the pod's network namespace {netns[0]} needs root" in done.stderr
+
+
+async def test_a_container_holds_no_other_pods_network_namespace(
+    store: EmbeddedStore, tmp_path: Path, netns: tuple[str, list[str]]
+) -> None:
+    """Its mount namespace is a copy of the host's, ``/run/netns/*`` mounts included: kept, they would keep
+    every other pod's namespace (and veth) alive after its deletion, as long as this container runs."""
+    other = f"kt{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", other], check=True, timeout=30)
+    proc = None
+    try:
+        pod_dir = tmp_path / "state" / "pods" / NS / "p"
+        ctx = VolumeContext(
+            pod_dir=pod_dir, state_dir=tmp_path / "state", sandbox=Sandbox(ip="10.244.0.7", netns=netns[0])
+        )
+        argv = await prepare(store, a_pod(), ctx, ["sh", "-c", "echo up; exec sleep 60"])
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "up\n", f"the container did not start: {proc.poll()}"
+        mountinfo = Path(f"/proc/{proc.pid}/mountinfo").read_text()
+        held = [line for line in mountinfo.splitlines() if line.split(" - ")[1].startswith("nsfs ")]
+        assert held == [], "the container's mount namespace holds network namespace files"
+        host = Path("/proc/self/mountinfo").read_text()
+        assert f"/run/netns/{other} " in host, "the host lost a network namespace file"
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=30)
+        subprocess.run(["ip", "netns", "delete", other], check=False, timeout=30)
