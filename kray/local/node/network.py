@@ -385,7 +385,10 @@ class NodeNetwork:
         uid = (pod.get("metadata") or {}).get("uid")
         if uid:
             async with self._lock:
-                await self._remove_uid(uid)
+                try:
+                    await self._remove_uid(uid)
+                except Exception as e:
+                    log.warning("pod network removal failed", uid=uid, error=str(e))
 
     async def prune(self, keep: Collection[str]) -> None:
         """Remove every recorded pod whose uid is not in ``keep`` (a restarted agent's pods that are gone)."""
