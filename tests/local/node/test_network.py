@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,57 @@ async def test_overlapping_pod_cidr_is_refused_and_nothing_is_made(prefix: str, 
     with pytest.raises(SandboxError, match="overlaps the host's routes"):
         await net.start()
     assert leftovers(prefix) == []
+
+
+AGENT = """
+import asyncio, sys
+from pathlib import Path
+from kray.local.node.network import NodeNetwork
+
+async def main():
+    net = NodeNetwork(prefix=sys.argv[1], pod_cidr=sys.argv[2], state_dir=Path(sys.argv[3]), apiserver=("127.0.0.1", 1),
+                      kubernetes_service=("10.96.0.1", 443), node_name="n1")
+    await net.start()
+    sandbox = await net.create({"metadata": {"uid": sys.argv[4], "name": "a", "namespace": "ns1"}})
+    print("IP", sandbox.ip, flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_an_agent_killed_9_is_adopted_by_its_successor(
+    prefix: str, pod_cidr: str, tmp_path: Path, servers: Servers
+) -> None:
+    uid = pod("a")["metadata"]["uid"]
+    argv = [sys.executable, "-c", AGENT, prefix, pod_cidr, str(tmp_path / "net"), uid]
+    agent = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert agent.stdout is not None
+    # Bounded: the agent prints its pod's IP or dies (EOF ends the loop).
+    ip = next((line.split()[1] for line in agent.stdout if line.startswith("IP ")), "")
+    agent.kill()
+    agent.wait(timeout=10)
+    assert ip, "the agent died before creating its pod"
+    netns = f"/run/netns/{prefix}-{uid[:12]}"
+    servers.start(netns, 8080, "survived")
+    successor = make_network(
+        prefix, pod_cidr, tmp_path / "net", apiserver=("127.0.0.1", 1), kubernetes_service=("10.96.0.1", 443)
+    )
+    try:
+        await successor.start()  # the dead agent's relay port is free again: its socket went with it
+        sandbox = await successor.create(pod("a") | {"metadata": {"uid": uid, "name": "a", "namespace": "ns1"}})
+        assert sandbox.ip == ip
+        assert await asyncio.to_thread(dial, None, ip, 8080) == "survived"
+    finally:
+        await successor.stop()
+
+
+async def test_without_uplink_the_host_is_untouched(prefix: str, pod_cidr: str, tmp_path: Path) -> None:
+    net = make_network(prefix, pod_cidr, tmp_path / "net", uplink=False)
+    await net.start()
+    try:
+        p = pod("a")
+        await net.create(p)
+        assert sorted(leftovers(prefix)) == [f"netns {net.netns_name(p['metadata']['uid'])}", f"netns {prefix}-node"]
+    finally:
+        await net.stop()
