@@ -101,6 +101,11 @@ class KubeStore:
         self._settings = settings or KubeSettings()
         self._closed = False
 
+    @property
+    def server(self) -> str:
+        """The apiserver's URL (``https://host:port``)."""
+        return str(self._client.base_url).rstrip("/")
+
     @classmethod
     def from_config(cls, config: SingleConfig, *, settings: KubeSettings | None = None) -> KubeStore:
         settings = settings or KubeSettings()
@@ -253,7 +258,9 @@ class KubeStore:
     ) -> tuple[str, str]:
         """A TokenRequest for a service account (the kubelet's, for a projected ``serviceAccountToken``):
         (token, expirationTimestamp). With ``pod``, the token is bound to it (invalid once the pod is gone)."""
-        spec: dict[str, Any] = {"audiences": list(audiences), "expirationSeconds": expiration_seconds}
+        spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
+        if audiences:  # none: the apiserver's own (its --api-audiences, else its issuer)
+            spec["audiences"] = list(audiences)
         if pod is not None:
             meta = pod.get("metadata") or {}
             bound = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "uid": meta.get("uid")}

@@ -7,6 +7,7 @@ benchmarks). ``up`` builds the binaries on first use, starts the plane detached 
 ``export KUBECONFIG=...``; ``eval "$(kray dev k8s env)"`` picks it up later; ``down`` stops every process
 and removes the work dir. ``up --foreground`` instead runs until Ctrl-C. ``kuberay`` runs KubeRay's
 operator (built by ``build``) against the detached plane until Ctrl-C, for side-by-side comparisons.
+``kray dev node`` runs a node agent (:mod:`kray.local.node.agent`): a Node whose pods run as processes here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -193,3 +195,75 @@ def kuberay(
     except (BuildError, StartupError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+
+
+@app.command("node")
+def node(
+    name: Annotated[str, typer.Option("--name", help="The Node's name (and kubernetes.io/hostname label).")],
+    kubeconfig: Annotated[
+        Path | None, typer.Option("--kubeconfig", help="The apiserver to register with (default: $KUBECONFIG).")
+    ] = None,
+    cpu: Annotated[str | None, typer.Option(help="capacity.cpu (default: this machine's CPUs).")] = None,
+    memory: Annotated[str | None, typer.Option(help="capacity.memory, a quantity (default: this machine's).")] = None,
+    pods: Annotated[int | None, typer.Option(help="capacity.pods (default: 110).")] = None,
+    pod_cidr: Annotated[
+        str | None,
+        typer.Option("--pod-cidr", help="Give each pod its own network namespace and an IP from this CIDR (root)."),
+    ] = None,
+    label: Annotated[list[str] | None, typer.Option("--label", help="k=v, a Node label (repeatable).")] = None,
+    taint: Annotated[list[str] | None, typer.Option("--taint", help="k=v:Effect, a Node taint (repeatable).")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Pod logs and records (default: $KRAY_HOME/nodes/NAME).")
+    ] = None,
+) -> None:
+    """Run a node agent in the foreground: register Node NAME and run the pods bound to it as processes, until
+    Ctrl-C / SIGTERM (which stops every pod's processes and removes their sandboxes; the Node stays)."""
+    import asyncio
+    import logging
+
+    import structlog
+
+    from kray.local.node.agent import AgentConfig, NodeAgent
+    from kray.local.node.node_object import TaintError, parse_taint
+    from kray.local.paths import LocalPaths
+    from kray.local.sandbox import SandboxError
+    from kray.store.errors import StoreError
+
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+    labels: dict[str, str] = {}
+    for item in label or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r}: want KEY=VALUE", param_hint="--label")
+        labels[key] = value
+    try:
+        taints = tuple(parse_taint(t) for t in taint or ())
+    except TaintError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--taint") from None
+    config = AgentConfig(
+        name=name,
+        kubeconfig=kubeconfig,
+        state_dir=state_dir or LocalPaths.default().home / "nodes" / name,
+        cpu=cpu,
+        memory=memory,
+        pods=pods,
+        pod_cidr=pod_cidr,
+        labels=labels,
+        taints=taints,
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await NodeAgent(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except (SandboxError, StoreError, ValueError) as exc:
+        typer.echo(f"kray dev node: {exc}", err=True)
+        raise typer.Exit(1) from None

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ from kray.local import procs
 from kray.local.crashloop import backoff_message, next_backoff
 from kray.local.errors import LocalError, ProbeSpecError
 from kray.local.podenv import EnvError
-from kray.local.probes import ProbeEvent, ProbeKind, ProbeRunner, parse_probe
+from kray.local.probes import ExecAction, ProbeEvent, ProbeKind, ProbeRunner, parse_probe
 
 log = structlog.get_logger(__name__)
 
@@ -168,6 +169,10 @@ class PodSide(Protocol):
         ...
 
     async def env(self, container: dict[str, Any]) -> dict[str, str]: ...
+
+    def probe_command(self, command: Sequence[str], *, pid: int) -> list[str]:
+        """An exec probe's argv for the container process ``pid`` (run inside its sandbox)."""
+        ...
 
     async def spawn(self, container: dict[str, Any], env: dict[str, str]) -> procs.ProcessHandle: ...
 
@@ -365,6 +370,9 @@ class ContainerRunner:
         except ProbeSpecError as error:
             log.warning("podrunner.probe_skipped", pod=self.pod.name, container=self.name, probe=key, error=str(error))
             return None
+        if isinstance(probe.action, ExecAction) and self.handle is not None:
+            command = self.pod.probe_command(probe.action.command, pid=self.handle.pid)
+            probe = dataclasses.replace(probe, action=ExecAction(command=tuple(command)))
         runner = ProbeRunner(probe, kind=kind, on_event=self._on_probe)
         return asyncio.create_task(runner.run())
 

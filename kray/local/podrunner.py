@@ -56,7 +56,15 @@ from kray.local.ports import PortAllocator
 from kray.local.preflight import find_ray, missing_ray_message, pod_path
 from kray.local.sandbox import LOCAL_POD_IP, HostSandboxes, Sandbox, SandboxError, Sandboxes
 from kray.local.tempdirs import mark, remove_unused
-from kray.local.volumes import VolumeContext, VolumeError, VolumePending, prepare_container, release
+from kray.local.volumes import (
+    TokenSource,
+    VolumeContext,
+    VolumeError,
+    VolumePending,
+    join_argv,
+    prepare_container,
+    release,
+)
 from kray.runtime.informer import Informer, ObjectKey, key_of
 from kray.runtime.workqueue import ShutDown, WorkQueue
 from kray.store import POD, Obj, Store
@@ -141,12 +149,15 @@ class PodRunner:
         ports: PortAllocator | None = None,
         sandboxes: Sandboxes | None = None,
         policy: PodPolicy | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.ports = ports
         self.sandboxes: Sandboxes = sandboxes or HostSandboxes()
         self.policy: PodPolicy = policy or LocalPolicy()
+        self.tokens = tokens
+        """Service-account tokens for projected volumes (the node agent's); None: local mode skips them."""
         self.queue: WorkQueue[ObjectKey] = WorkQueue()
         self.tasks: dict[ObjectKey, PodTask] = {}
         self._stopping: dict[ObjectKey, _Stopping] = {}
@@ -261,7 +272,7 @@ class PodRunner:
         task.start()
 
     def _task(self, pod: Obj) -> PodTask:
-        return PodTask(store=self.store, pod=pod, settings=self.settings, sandboxes=self.sandboxes)
+        return PodTask(store=self.store, pod=pod, settings=self.settings, sandboxes=self.sandboxes, tokens=self.tokens)
 
     def _begin_stop(self, key: ObjectKey, stopped: PodTask, *, latest: Obj | None) -> None:
         """Stop the pod's processes in the background; the key comes back to the worker when they are gone.
@@ -383,10 +394,19 @@ class PodTask:
     """Runs one pod's containers until the pod is deleted or ends for good (see :mod:`kray.local.containers`
     for each container's own life)."""
 
-    def __init__(self, *, store: Store, pod: Obj, settings: RunnerSettings, sandboxes: Sandboxes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pod: Obj,
+        settings: RunnerSettings,
+        sandboxes: Sandboxes | None = None,
+        tokens: TokenSource | None = None,
+    ) -> None:
         self.store = store
         self.pod = pod
         self.settings = settings
+        self.tokens = tokens
         self.sandboxes: Sandboxes = sandboxes or HostSandboxes()
         self.sandbox: Sandbox | None = None
         """Made before the first container starts (the same again for an adopted pod)."""
@@ -542,6 +562,13 @@ class PodTask:
         """Where HTTP and TCP probes dial."""
         return (self.sandbox or Sandbox(ip=LOCAL_POD_IP)).ip
 
+    def probe_command(self, command: Sequence[str], *, pid: int) -> list[str]:
+        """An exec probe's argv: inside the container (its namespaces, working dir and environment) when
+        it runs in an isolated sandbox, as a CRI runtime's exec; on the host otherwise (local mode)."""
+        if self.sandbox is None or not self.sandbox.isolated:
+            return list(command)
+        return join_argv(python=sys.executable, pid=pid, argv=command)
+
     def log_path(self, container: Mapping[str, Any]) -> Path:
         return self.dir / f"{container.get('name', 'container')}.log"
 
@@ -587,6 +614,8 @@ class PodTask:
             pod_dir=self.dir,
             state_dir=self.settings.state_dir,
             protected=(ray_temp_root(), self.settings.bin_dir),
+            sandbox=self.sandbox,
+            tokens=self.tokens,
         )
         delay = VOLUME_RETRY_START
         while True:
