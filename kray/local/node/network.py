@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import re
 import shutil
 from collections.abc import Collection, Iterable, Mapping
 from ipaddress import IPv4Address, IPv4Network
@@ -43,7 +42,8 @@ from kray.local.node.ipam import (
     pod_key,
     validate_prefix,
 )
-from kray.local.node.netcmd import NETNS_DIR, json_sync, run, run_sync
+from kray.local.node.netcmd import NETNS_DIR, json_sync, run
+from kray.local.node.netsweep import sweep_pods, sweep_prefix, veth_name
 from kray.local.node.services import (
     ServiceRecord,
     hosts_file,
@@ -63,10 +63,6 @@ STATE_FILE = "network.json"
 FILES_DIR = "pod-net"
 NODE_UPLINK = "up0"
 """The uplink's end inside the node netns (names there are private to it)."""
-
-
-def _veth(key: str) -> str:
-    return f"v{key}"
 
 
 def _write_in_place(path: Path, text: str) -> None:
@@ -159,7 +155,8 @@ class NodeNetwork:
             node_exists = False
         else:
             keep = {self.netns_name(uid) for uid in ipam.pods}
-            await asyncio.to_thread(_sweep_pods, self.prefix, keep=keep, node=self.node_netns)
+            if errors := await asyncio.to_thread(sweep_pods, self.prefix, keep=keep):
+                log.warning("unrecorded pod namespaces not all removed", errors=errors)
         self._ipam = ipam
         routes = await asyncio.to_thread(self._host_routes)
         if clash := overlapping(self.cidr, routes):
@@ -265,32 +262,7 @@ class NodeNetwork:
         namespaces, the node netns with its bridge, veths and table, the host's uplink and its route. The
         state dir's files are the instance's (:meth:`stop` removes them). Raises :class:`SandboxError` naming
         what could not be removed, after trying everything."""
-        validate_prefix(prefix)
-        errors = _sweep_pods(prefix, keep=(), node=f"{prefix}-node")
-        node = f"{prefix}-node"
-        if os.path.exists(f"{NETNS_DIR}/{node}"):
-            # The netns dies with its last reference, which might be a socket elsewhere: empty it explicitly.
-            try:
-                for link in json_sync("listing the node's links", "ip", "-n", node, "-j", "link", "show"):
-                    if (name := str(link.get("ifname"))) != "lo":
-                        _try(errors, "removing a node link", "ip", "-n", node, "link", "del", name)
-                _try(errors, "removing the node's addresses", "ip", "-n", node, "addr", "flush", "dev", "lo")
-                _try(
-                    errors,
-                    "removing the node's table",
-                    "nsenter",
-                    f"--net={NETNS_DIR}/{node}",
-                    "nft",
-                    "flush",
-                    "ruleset",
-                )
-            except SandboxError as e:
-                errors.append(str(e))
-            _try(errors, "removing the node netns", "ip", "netns", "delete", node)
-        if os.path.exists(f"/sys/class/net/{prefix}up"):
-            _try(errors, "removing the uplink", "ip", "link", "del", f"{prefix}up")
-        if errors:
-            raise SandboxError("; ".join(errors))
+        sweep_prefix(validate_prefix(prefix))
 
     # -- pods -------------------------------------------------------------------------------------------
 
@@ -346,7 +318,7 @@ class NodeNetwork:
 
     async def _plumb(self, addr: PodAddress) -> None:
         """The pod's netns with ``eth0`` addressed and routed, its peer on the bridge; idempotent."""
-        ns, veth = self.netns_name(addr.uid), _veth(addr.key)
+        ns, veth = self.netns_name(addr.uid), veth_name(addr.key)
         if not os.path.exists(f"{NETNS_DIR}/{ns}"):
             await run(f"making the network namespace of pod {addr.namespace}/{addr.name}", "ip", "netns", "add", ns)
         if veth not in await asyncio.to_thread(self._node_links):
@@ -404,10 +376,10 @@ class NodeNetwork:
     async def _remove_uid(self, uid: str) -> None:
         key, ns = pod_key(uid), self.netns_name(uid)
         try:
-            if os.path.exists(f"{NETNS_DIR}/{self.node_netns}") and _veth(key) in await asyncio.to_thread(
+            if os.path.exists(f"{NETNS_DIR}/{self.node_netns}") and veth_name(key) in await asyncio.to_thread(
                 self._node_links
             ):
-                await run("removing a pod's veth", *self._node("link", "del", _veth(key)))
+                await run("removing a pod's veth", *self._node("link", "del", veth_name(key)))
             if os.path.exists(f"{NETNS_DIR}/{ns}"):
                 await run("removing a pod's network namespace", "ip", "netns", "delete", ns)
         except SandboxError as e:
@@ -443,28 +415,3 @@ class NodeNetwork:
                 if (addr := ipam.pods.get(uid)) is not None:
                     text = hosts_file(pod=pod, pod_ip=str(addr.ip), services=records, domain=self.cluster_domain)
                     _write_in_place(self._files(addr.key)[0], text)
-
-
-def _try(errors: list[str], what: str, *argv: str) -> None:
-    try:
-        run_sync(what, *argv)
-    except SandboxError as e:
-        errors.append(str(e))
-
-
-def _sweep_pods(prefix: str, *, keep: Collection[str], node: str) -> list[str]:
-    """Delete the pods' namespaces carrying ``prefix`` but not in ``keep`` (and their veths in ``node``)."""
-    pattern = re.compile(rf"{re.escape(prefix)}-([0-9a-f]{{12}})")
-    errors: list[str] = []
-    try:
-        names = sorted(os.listdir(NETNS_DIR))
-    except FileNotFoundError:
-        return errors
-    node_exists = node in names
-    for name in names:
-        if (m := pattern.fullmatch(name)) and name not in keep:
-            if node_exists:
-                with contextlib.suppress(SandboxError):
-                    run_sync("removing a pod's veth", "ip", "-n", node, "link", "del", _veth(m.group(1)))
-            _try(errors, "removing a pod's network namespace", "ip", "netns", "delete", name)
-    return errors
