@@ -79,6 +79,14 @@ class AgentProcess:
         return self.proc is not None and self.proc.poll() is None
 
 
+def alive(pid: int) -> bool:
+    """Running, not a zombie (a pod process of a killed agent is reaped by whoever adopted the orphan)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def state_dir_processes(state_dir: Path) -> list[int]:
     """Live processes carrying this state dir (every pod process of the agent)."""
     found = []

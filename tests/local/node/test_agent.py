@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import pytest
 from lightkube import ApiError, Client, codecs
 from lightkube.resources.core_v1 import Node, Pod
@@ -24,6 +23,7 @@ from kray.local.podrunner import pod_dir
 from tests.local.node.agent_helpers import (
     AgentProcess,
     Lease,
+    alive,
     condition,
     get_pod,
     node_name,
@@ -126,7 +126,7 @@ def test_pod_runs_ready_by_probe_logs_and_final_delete(agent: AgentProcess, k8s_
     assert pod["status"]["podIP"] == "127.0.0.1"
     assert pod["status"]["hostIP"] == "127.0.0.1"
     record = pod_records(pod)["main"]
-    assert psutil.pid_exists(record.pid)
+    assert alive(record.pid)
     log = pod_dir(agent.state_dir, namespace, "web") / "main.log"
     assert "serving" in log.read_text()
 
@@ -137,7 +137,7 @@ def test_pod_runs_ready_by_probe_logs_and_final_delete(agent: AgentProcess, k8s_
         what="pod web gone after its delete (the agent's final delete)",
         seen=lambda: (get_pod(k8s_client, "web", namespace) or {}).get("metadata"),
     )
-    wait_for(lambda: not psutil.pid_exists(record.pid), timeout=10, what=f"pid {record.pid} gone", seen=lambda: "")
+    wait_for(lambda: not alive(record.pid), timeout=10, what=f"pid {record.pid} gone", seen=lambda: "")
     assert not log.parent.exists()
 
 
