@@ -210,6 +210,10 @@ def node(
         str | None,
         typer.Option("--pod-cidr", help="Give each pod its own network namespace and an IP from this CIDR (root)."),
     ] = None,
+    net_prefix: Annotated[
+        str | None,
+        typer.Option("--net-prefix", help="Names the pod network's namespaces and links (default: from NAME)."),
+    ] = None,
     label: Annotated[list[str] | None, typer.Option("--label", help="k=v, a Node label (repeatable).")] = None,
     taint: Annotated[list[str] | None, typer.Option("--taint", help="k=v:Effect, a Node taint (repeatable).")] = None,
     state_dir: Annotated[
@@ -251,6 +255,7 @@ def node(
         memory=memory,
         pods=pods,
         pod_cidr=pod_cidr,
+        net_prefix=net_prefix,
         labels=labels,
         taints=taints,
     )

@@ -118,8 +118,11 @@ def pod_manifest(
     restart: str = "Always",
     probe: dict[str, Any] | None = None,
     grace: int = 5,
+    automount: bool = False,
+    **fields: Any,
 ) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "main", "image": "python:3", "command": command}
+    """A pod bound to ``node``; ``fields`` go into its container (``env``, ``livenessProbe``...)."""
+    container: dict[str, Any] = {"name": "main", "image": "python:3", "command": command, **fields}
     if probe is not None:
         container["readinessProbe"] = probe
     return {
@@ -130,7 +133,7 @@ def pod_manifest(
             "nodeName": node,
             "restartPolicy": restart,
             "terminationGracePeriodSeconds": grace,
-            "automountServiceAccountToken": False,
+            "automountServiceAccountToken": automount,
             "containers": [container],
         },
     }
