@@ -366,7 +366,7 @@ class ContainerRunner:
         if not spec:
             return None
         try:
-            probe = parse_probe(spec, host=self.pod.pod_ip)
+            probe = parse_probe(spec, ports=_named_ports(self.spec), host=self.pod.pod_ip)
         except ProbeSpecError as error:
             log.warning("podrunner.probe_skipped", pod=self.pod.name, container=self.name, probe=key, error=str(error))
             return None
@@ -440,3 +440,12 @@ class ContainerRunner:
             code = result.exit_code
             code = UNKNOWN_EXIT if code is None else 128 - code if code < 0 else code
             await self._terminated(code, "Completed" if code == 0 else "Error", "")
+
+
+def _named_ports(container: Mapping[str, Any]) -> dict[int | str, int]:
+    """The container's named ports (``ports[].name`` -> ``containerPort``): what a probe's ``port: probes`` means."""
+    return {
+        str(p["name"]): int(p["containerPort"])
+        for p in container.get("ports") or ()
+        if isinstance(p, Mapping) and p.get("name") and isinstance(p.get("containerPort"), int)
+    }

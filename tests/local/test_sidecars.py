@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
+from kray.dev.procs import free_port
 from kray.local import procs
 from kray.local.containers import parse_records
 from kray.local.podrunner import FINALIZER, PROCESSES_ANNOTATION, RunnerSettings, pod_dir
@@ -310,3 +312,16 @@ def test_the_pod_phase_is_the_kubelets(
     policy: str, init: list[Any], sidecars: list[Any], containers: list[Any], terminal: bool, phase: str
 ) -> None:
     assert pod_phase(policy=policy, init=init, sidecars=sidecars, containers=containers, terminal=terminal) == phase
+
+
+async def test_a_probe_names_its_containers_port(store: EmbeddedStore, settings: RunnerSettings) -> None:
+    """``httpGet.port: probes`` is the container's port named ``probes`` (the operator chart's probes)."""
+    port = free_port()
+    server = f"exec {sys.executable} -m http.server {port} --bind 127.0.0.1"
+    probe = {"httpGet": {"path": "/", "port": "probes"}, "periodSeconds": 1}
+    web = container("web", server, ports=[{"name": "probes", "containerPort": port}], readinessProbe=probe)
+    async with running(store, settings):
+        await store.create(POD, make_pod("named", [web]))
+        await wait_pod(store, "named", lambda p: ready(p) == "True", what="Ready by the probe on the named port")
+        await store.delete(POD, "named", namespace=NAMESPACE)
+        await wait_pod(store, "named", lambda p: p is None, what="the pod gone")
