@@ -14,12 +14,13 @@ processes run is the other: :mod:`kray.local.sandbox`):
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Protocol
 
 from kray.store import POD, Obj, Store
 from kray.store.errors import NotFound
 
-__all__ = ["FINALIZER", "LocalPolicy", "PodPolicy", "grace_of"]
+__all__ = ["FINALIZER", "LocalPolicy", "PodPolicy", "grace_of", "host_env", "image_env"]
 
 FINALIZER = "kray.io/pod-runner"
 """Set on every pod local mode creates: a deleted pod stays (Terminating, with a deletionTimestamp) until the
@@ -48,6 +49,26 @@ class PodPolicy(Protocol):
     async def release(self, store: Store, pod: Obj) -> None:
         """Let a deleted pod go: its processes are gone. Never raises NotFound."""
         ...
+
+    def base_env(self) -> dict[str, str]:
+        """What every container's environment starts from, before the sandbox's and the spec's."""
+        ...
+
+
+def host_env() -> dict[str, str]:
+    """The runner's own environment less Ray's and kray's variables: local pods run as the user's programs."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
+
+
+def image_env() -> dict[str, str]:
+    """What an image's environment typically holds (``PATH``, ``HOME``, ``LANG``), and nothing of the agent's:
+    its kubeconfig, credentials or proxies must not reach a pod, which talks to the apiserver as its service
+    account."""
+    return {
+        "PATH": os.environ.get("PATH") or os.defpath,
+        "HOME": os.path.expanduser("~") if os.geteuid() != 0 else "/root",
+        "LANG": "C.UTF-8",
+    }
 
 
 def grace_of(pod: Obj, *, default: float, deleting: bool) -> float:
@@ -86,3 +107,6 @@ class LocalPolicy:
         remaining = {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER]}}
         with contextlib.suppress(NotFound):
             await store.patch(POD, meta["name"], namespace=meta.get("namespace") or "default", patch=remaining)
+
+    def base_env(self) -> dict[str, str]:
+        return host_env()

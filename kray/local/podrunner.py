@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 import sys
@@ -49,7 +48,7 @@ from kray.local.containers import now as _now
 from kray.local.containers import pod_records as _records
 from kray.local.errors import LocalError
 from kray.local.paths import UnsafePath, ray_temp_root, remove_tree
-from kray.local.pod_policy import FINALIZER, LocalPolicy, PodPolicy
+from kray.local.pod_policy import FINALIZER, LocalPolicy, PodPolicy, host_env
 from kray.local.podenv import expand_args, resolve_env
 from kray.local.podstatus import pod_conditions, pod_phase
 from kray.local.ports import PortAllocator
@@ -272,7 +271,14 @@ class PodRunner:
         task.start()
 
     def _task(self, pod: Obj) -> PodTask:
-        return PodTask(store=self.store, pod=pod, settings=self.settings, sandboxes=self.sandboxes, tokens=self.tokens)
+        return PodTask(
+            store=self.store,
+            pod=pod,
+            settings=self.settings,
+            sandboxes=self.sandboxes,
+            tokens=self.tokens,
+            base_env=self.policy.base_env(),
+        )
 
     def _begin_stop(self, key: ObjectKey, stopped: PodTask, *, latest: Obj | None) -> None:
         """Stop the pod's processes in the background; the key comes back to the worker when they are gone.
@@ -402,11 +408,13 @@ class PodTask:
         settings: RunnerSettings,
         sandboxes: Sandboxes | None = None,
         tokens: TokenSource | None = None,
+        base_env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.pod = pod
         self.settings = settings
         self.tokens = tokens
+        self.base_env: Mapping[str, str] = host_env() if base_env is None else base_env
         self.sandboxes: Sandboxes = sandboxes or HostSandboxes()
         self.sandbox: Sandbox | None = None
         """Made before the first container starts (the same again for an adopted pod)."""
@@ -550,9 +558,10 @@ class PodTask:
 
     async def env(self, container: dict[str, Any]) -> dict[str, str]:
         resolved = await resolve_env(store=self.store, pod=self.pod, container=container, sandbox=self.sandbox)
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "KRAY_"))}
         cluster = dict(self.sandbox.env) if self.sandbox is not None else {}
-        env = {**base, **cluster, **resolved, HOME_ENV: str(self.settings.state_dir)}
+        if self.sandbox is not None and self.sandbox.hostname:
+            cluster["HOSTNAME"] = self.sandbox.hostname
+        env = {**self.base_env, **cluster, **resolved, HOME_ENV: str(self.settings.state_dir)}
         # kray's environment comes first even when the manifest sets PATH (for its image's directories).
         env["PATH"] = pod_path(self.settings.bin_dir, env.get("PATH"))
         return env
@@ -576,6 +585,8 @@ class PodTask:
         wanted = container.get("workingDir")
         if wanted and Path(wanted).is_dir():
             return Path(wanted)
+        if self.sandbox is not None and self.sandbox.isolated:
+            return Path("/")  # as an image without WORKDIR: the pod's dir may lie under the private /tmp
         self.dir.mkdir(parents=True, exist_ok=True)
         return self.dir
 

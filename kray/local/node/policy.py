@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from kray.local.pod_policy import grace_of
+from kray.local.pod_policy import grace_of, image_env
 from kray.store import POD, Obj, Resource
 from kray.store.errors import Conflict, NotFound
 
@@ -59,3 +59,6 @@ class NodePolicy:
                 grace_period_seconds=0,
                 uid=meta.get("uid"),
             )
+
+    def base_env(self) -> dict[str, str]:
+        return image_env()

@@ -49,6 +49,7 @@ class AgentProcess:
         argv = [KRAY, "dev", "node", "--kubeconfig", str(self.plane.kubeconfig), "--name", self.name]
         argv += ["--state-dir", str(self.state_dir), *self.args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KRAY_")}
+        env["KUBECONFIG"] = str(self.plane.kubeconfig)  # the agent's own: never a pod's
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return self

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.k8s
 SERVER = """
 import http.server, os
 print("env", os.environ["POD_IP"], os.environ.get("KUBERNETES_SERVICE_HOST"), flush=True)
+print("kubeconfig", os.environ.get("KUBECONFIG"), "hostname", os.environ.get("HOSTNAME"), "cwd", os.getcwd())
 class Ok(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200)
@@ -93,6 +94,8 @@ def test_a_pod_in_its_own_network_namespace(
             assert status["hostIP"] == str(cidr.network_address + 1)
             assert status["containerStatuses"][0]["restartCount"] == 0, "the exec probe (token file) failed"
             assert f"env {status['podIP']} 10.96.0.1" in log.read_text()
+            # Nothing of the agent's environment (its kubeconfig), the pod's hostname, an image's working dir.
+            assert "kubeconfig None hostname web cwd /\n" in log.read_text()
 
             k8s_client.delete(Pod, "web", namespace=namespace)
             wait_for(
