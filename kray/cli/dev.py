@@ -219,6 +219,14 @@ def node(
     state_dir: Annotated[
         Path | None, typer.Option("--state-dir", help="Pod logs and records (default: $KRAY_HOME/nodes/NAME).")
     ] = None,
+    status_interval: Annotated[
+        float,
+        typer.Option(
+            "--status-interval",
+            min=0.5,
+            help="Seconds between node status posts (the conditions' heartbeat); liveness is the Lease's.",
+        ),
+    ] = 60.0,
 ) -> None:
     """Run a node agent in the foreground: register Node NAME and run the pods bound to it as processes, until
     Ctrl-C / SIGTERM (which stops every pod's processes and removes their sandboxes; the Node stays)."""
@@ -258,6 +266,7 @@ def node(
         net_prefix=net_prefix,
         labels=labels,
         taints=taints,
+        status_interval=status_interval,
     )
 
     async def main() -> None:

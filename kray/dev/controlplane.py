@@ -34,6 +34,11 @@ from kray.dev.procs import ManagedProcess, ProcessSpec, StartupError, free_port,
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first address of SERVICE_CIDR: the `kubernetes` Service
 STOP_ORDER = ("kwok", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+FAST_NODE_MONITOR = ("--node-monitor-grace-period=25s", "--node-monitor-period=2s")
+"""kube-controller-manager flags: a node whose Lease is not renewed for 25 s (not the default 50 s) turns
+Ready=Unknown with the unreachable taint, checked every 2 s (not 5 s), so a test can see a dead node agent.
+Lease holders renew every 10 s (kubelet, ``kray dev node``, kwok at its lease duration of 40 s), so 25 s
+still tolerates one renewal late by up to 15 s."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ class Options:
 
     ``tie_to_parent`` kills the processes if the thread that started them dies (PDEATHSIG; off for the
     detached CLI), so start and restart from a long-lived thread. ``workdir`` (default: a fresh temp dir)
-    is deleted by :meth:`ControlPlane.stop`.
+    is deleted by :meth:`ControlPlane.stop`. ``extra_*_args`` are appended to that component's flags (a
+    later flag wins, so they override ours), e.g. :data:`FAST_NODE_MONITOR` for kube-controller-manager.
     """
 
     controller_manager: bool = True
@@ -51,6 +57,7 @@ class Options:
     start_timeout: float = 90.0
     workdir: Path | None = None
     extra_apiserver_args: tuple[str, ...] = ()
+    extra_controller_manager_args: tuple[str, ...] = ()
 
 
 def _probe(url: str, *, ctx: ssl.SSLContext | None = None, token: str | None = None) -> bool:
@@ -284,6 +291,7 @@ class ControlPlane:
                 f"--root-ca-file={p.ca_cert}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--cluster-name=kray-dev",
+                *self.options.extra_controller_manager_args,
             )
             self._launch(ProcessSpec("kube-controller-manager", argv, self._log("kube-controller-manager")))
             waits.append(("kube-controller-manager", port))

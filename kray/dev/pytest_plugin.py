@@ -32,7 +32,7 @@ import pytest
 
 from kray.dev import kwok
 from kray.dev.binaries import Binaries, BuildError, build_log_path, build_script, ensure_binaries
-from kray.dev.controlplane import ControlPlane, Options
+from kray.dev.controlplane import FAST_NODE_MONITOR, ControlPlane, Options
 from kray.dev.kuberay import DEFAULT_GATES, DEFAULT_RECONCILE_CONCURRENCY, KubeRayOperator, KubeRayOptions
 from kray.dev.procs import wait_until
 
@@ -93,8 +93,12 @@ def k8s_control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
     Yields a :class:`~kray.dev.controlplane.ControlPlane`: ``.kubeconfig`` (Path), ``.server`` (URL),
     ``.token``, ``.ca_file``, ``.env()``, ``.restart_apiserver()`` / ``.stop_apiserver()`` /
     ``.start_apiserver()``, ``.start_kwok()``, ``.assert_running()``.
+
+    Its node lifecycle controller declares a node Unknown after 25 s without a Lease renewal
+    (:data:`~kray.dev.controlplane.FAST_NODE_MONITOR`), so tests see a killed node agent's Node go NotReady.
     """
-    with ControlPlane(binaries=k8s_binaries, options=Options(scheduler=True)) as plane:
+    options = Options(scheduler=True, extra_controller_manager_args=FAST_NODE_MONITOR)
+    with ControlPlane(binaries=k8s_binaries, options=options) as plane:
         yield plane
 
 
