@@ -260,7 +260,17 @@ class PodRunner:
                 # A pod that never started here, or whose processes a previous runner left.
                 self._begin_stop(key, self._task(pod), latest=pod)
             return
-        if task is not None or (pod.get("status") or {}).get("phase") in ENDED:
+        if task is not None:
+            if _condition_states(pod) != _condition_states(task.pod):
+                # Another writer's (the node lifecycle controller marks a dead node's pods not ready): ours
+                # again, as the kubelet's status manager restores its own.
+                try:
+                    await task.report()
+                except asyncio.CancelledError:  # the pod is gone: its delete event brings the key back
+                    if (current := asyncio.current_task()) is not None and current.cancelling():
+                        raise
+            return
+        if (pod.get("status") or {}).get("phase") in ENDED:
             return
         if not self._image_noted:
             self._image_noted = True
@@ -376,6 +386,10 @@ class PodRunner:
         else:
             if removed:
                 log.debug("podrunner.removed", path=str(path))
+
+
+def _condition_states(pod: Obj) -> dict[str, str]:
+    return {str(c.get("type")): str(c.get("status")) for c in (pod.get("status") or {}).get("conditions") or ()}
 
 
 def _uid(pod: Obj) -> str | None:

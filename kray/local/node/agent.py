@@ -4,7 +4,8 @@ The kubelet's jobs, each done by the piece of kray that already does it locally:
 
 - the Node (:mod:`kray.local.node.node_object`): created, or taken over from a previous run, with this
   machine's capacity unless told otherwise; its status (conditions with heartbeats, addresses, nodeInfo)
-  re-posted every ``status_interval``; its Lease renewed every 10 s (:mod:`kray.local.node.lease`);
+  re-posted when the apiserver's differs, else every ``status_interval``; its Lease renewed every 10 s
+  (:mod:`kray.local.node.lease`);
 - the pods: the local pod runner (:class:`kray.local.podrunner.PodRunner`) with the node's policy (pods whose
   ``spec.nodeName`` is this node, let go by the kubelet's final delete: :mod:`kray.local.node.policy`),
   service-account tokens from TokenRequests (:mod:`kray.local.node.tokens`) and, with a pod CIDR, a network
@@ -20,7 +21,6 @@ node lifecycle controller marks it NotReady, as for a kubelet that died).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from kray._kube.store import KubeStore
-from kray.local.node.lease import NodeLease
+from kray.local.node.lease import NodeLease, NodeStatusReporter
 from kray.local.node.node_object import (
     ENDPOINT_SLICE,
     NODE,
@@ -130,7 +130,8 @@ class NodeAgent:
             self.lease = NodeLease(
                 store=store, node=node, duration=config.lease_duration, interval=config.lease_interval
             )
-            jobs = [self.runner.run(stop), self.lease.run(stop), self._report(store, spec, node, stop)]
+            reporter = NodeStatusReporter(store=store, spec=spec, interval=config.status_interval)
+            jobs = [self.runner.run(stop), self.lease.run(stop), reporter.run(stop)]
             if network is not None:
                 jobs.append(self._services(store, network, stop))
             self.started.set()
@@ -161,21 +162,6 @@ class NodeAgent:
             log.info("node.taken_over", node=spec.name, capacity=spec.capacity.to_json())
         status = node_status(spec, previous=node, now=now_text())
         return await store.patch(NODE, spec.name, namespace=None, patch={"status": status}, subresource="status")
-
-    async def _report(self, store: KubeStore, spec: NodeSpec, node: Obj, stop: asyncio.Event) -> None:
-        """Re-post the node's status (heartbeats) every ``status_interval`` until ``stop``."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.config.status_interval)
-            if stop.is_set():
-                return
-            try:
-                status = node_status(spec, previous=node, now=now_text())
-                node = await store.patch(
-                    NODE, spec.name, namespace=None, patch={"status": status}, subresource="status"
-                )
-            except StoreError as error:
-                log.warning("node.status_failed", node=spec.name, error=str(error))
 
     # -- what a previous run left ---------------------------------------------------------------------------
 

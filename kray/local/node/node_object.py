@@ -31,6 +31,7 @@ __all__ = [
     "node_manifest",
     "node_status",
     "parse_taint",
+    "status_differs",
 ]
 
 NODE = Resource("v1", "Node", "nodes", namespaced=False, status_subresource=True)
@@ -188,6 +189,20 @@ def node_status(spec: NodeSpec, *, previous: Obj | None, now: str, ready: bool =
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
         "nodeInfo": _node_info(),
     }
+
+
+def status_differs(stored: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:
+    """Whether the Node's stored status says something else than ``wanted``, heartbeat and transition times
+    aside: the node lifecycle controller's Ready=Unknown after a stalled agent, an edit. The kubelet posts
+    at once then, and otherwise only every report interval."""
+    stored = stored or {}
+
+    def said(entries: Sequence[Mapping[str, Any]] | None) -> dict[str, tuple[Any, ...]]:
+        return {str(c.get("type")): (c.get("status"), c.get("reason"), c.get("message")) for c in entries or ()}
+
+    if said(stored.get("conditions")) != said(wanted.get("conditions")):
+        return True
+    return any(stored.get(key) != value for key, value in wanted.items() if key != "conditions")
 
 
 def _arch() -> str:

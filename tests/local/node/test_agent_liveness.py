@@ -10,6 +10,7 @@ The session control plane's controller-manager declares a node dead after 25 s w
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,4 +161,67 @@ def test_a_killed_agent_goes_unknown_with_the_unreachable_taint_and_a_restart_br
             code = agent.stop()
         assert code == 0, f"the agent exited {code} on SIGTERM; log:\n{agent.tail()}"
         assert not alive(pid)
+        assert state_dir_processes(agent.state_dir) == []
+
+
+def test_a_stalled_agent_marked_unknown_restores_its_node_and_pod_status_when_it_resumes(
+    k8s_control_plane: ControlPlane, k8s_client: Client, namespace: str, tmp_path: Path
+) -> None:
+    """SIGSTOP, not kill: the agent's processes run on, but its Lease lapses, so the controller turns the Node
+    Unknown and marks its pod not ready. Resumed, the agent sees the apiserver's status differ from its own
+    and posts both again at its next check (the kubelet's node status and status manager do the same), long
+    before its 60 s status interval."""
+    name = node_name()
+    agent = AgentProcess(plane=k8s_control_plane, name=name, state_dir=tmp_path / "state")
+
+    def seen() -> tuple[dict[str, Any], Any, str]:
+        pod_status = (get_pod(k8s_client, "sleeper", namespace) or {}).get("status") or {}
+        return _summary(_node(k8s_client, name)), pod_status.get("conditions"), agent.tail()
+
+    with node_removed(k8s_client, name):
+        agent.start()
+        assert agent.proc is not None
+        stopped = False
+        try:
+            wait_for(
+                lambda: _ready(_node(k8s_client, name)).get("status") == "True", timeout=60, what="Ready", seen=seen
+            )
+            sleeper = ["sh", "-c", "echo started; exec sleep 1000"]
+            k8s_client.create(codecs.from_dict(pod_manifest("sleeper", namespace, name, sleeper)))
+            wait_for(
+                lambda: condition(get_pod(k8s_client, "sleeper", namespace), "Ready") == "True",
+                timeout=60,
+                what="the pod Ready",
+                seen=seen,
+            )
+
+            agent.proc.send_signal(signal.SIGSTOP)
+            stopped = True
+            wait_for(
+                lambda: (
+                    _ready(_node(k8s_client, name)).get("status") == "Unknown"
+                    and condition(get_pod(k8s_client, "sleeper", namespace), "Ready") == "False"
+                ),
+                timeout=45,
+                what="the stalled agent's node Unknown and its pod not ready",
+                seen=seen,
+            )
+            agent.proc.send_signal(signal.SIGCONT)
+            stopped = False
+            resumed = time.monotonic()
+            wait_for(
+                lambda: (
+                    _ready(_node(k8s_client, name)).get("status") == "True"
+                    and condition(get_pod(k8s_client, "sleeper", namespace), "Ready") == "True"
+                ),
+                timeout=15,  # checks every 10 s; the old fixed 60 s re-post came ~25 s after the resume
+                what="the node Ready and the pod Ready again, posted by the resumed agent",
+                seen=seen,
+            )
+            print(f"SIGCONT -> node and pod Ready {time.monotonic() - resumed:.1f}s")
+        finally:
+            if stopped:
+                agent.proc.send_signal(signal.SIGCONT)
+            code = agent.stop()
+        assert code == 0, f"the agent exited {code} on SIGTERM; log:\n{agent.tail()}"
         assert state_dir_processes(agent.state_dir) == []
