@@ -407,7 +407,8 @@ async def test_krays_ray_comes_first_on_path_even_when_the_manifest_sets_path(
         log = pod_dir(settings.state_dir, NAMESPACE, "path") / f"{CONTAINER}.log"
 
         def printed() -> bool:
-            return log.exists() and "PATH=" in log.read_text()
+            # The start marker quotes the command (``echo PATH=$PATH``): only a line the shell printed counts.
+            return log.exists() and any(x.startswith("PATH=") for x in log.read_text().splitlines())
 
         deadline = asyncio.get_running_loop().time() + 20
         while not printed():
