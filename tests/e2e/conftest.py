@@ -1,6 +1,6 @@
 """The end-to-end cluster, once per session: a control plane of its own (controller-manager and scheduler, no
 kwok: every pod lands on the agent), a ``kray dev node`` agent with a pod CIDR (each pod in its own network
-namespace), and kray's operator installed with its chart (CRDs included), running as a pod on that node with
+namespace), and kray's operator installed with its chart (its CRDs applied first), running as a pod on that node with
 leader election on -- only pods resolve ``<svc>.<ns>.svc.cluster.local``, and the operator dials dashboards so.
 
 Teardown uninstalls the chart, stops the agent with SIGTERM, and asserts that nothing of it is left: no process
@@ -51,16 +51,15 @@ def _operator_ready(e2e: E2E) -> bool:
 def _install_operator(e2e: E2E) -> None:
     argv = [
         str(e2e.helm_bin), "install", "kray-operator", str(CHART),
-        "--namespace", OPERATOR_NS, "--create-namespace",
+        "--namespace", OPERATOR_NS, "--create-namespace", "--skip-crds",
         "--set", "command={kray,operator}",
         "--set", "leaderElectionEnabled=true",
         "--set", "logging.stdoutEncoder=json",
         "--kubeconfig", str(e2e.plane.kubeconfig),
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False, env=e2e.env())
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=e2e.env())
     assert done.returncode == 0, f"helm install exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     e2e.notes.append(f"helm installed at {time.strftime('%X')}")
-    e2e.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
     wait_for(
         lambda: _operator_ready(e2e),
         timeout=90,
@@ -107,6 +106,9 @@ def e2e(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Ite
         )
         agent.start()
         try:
+            # The chart's CRDs by server-side apply (helm's own CRD install waits out a slow re-discovery).
+            e2e.kubectl("apply", "--server-side", "--field-manager=kray-e2e", "-f", str(CHART / "crds"), timeout=120)
+            e2e.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=90)
             wait_for(
                 lambda: _node_ready(client, agent.name) or not agent.alive(),
                 timeout=60,
