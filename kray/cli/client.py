@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kray.local.paths import LocalPaths
-from kray.local.server.client import HttpStore
-from kray.local.server.launcher import ensure_server
+
+if TYPE_CHECKING:  # the server's client (httpx2) is imported by the commands that talk to it
+    from kray.local.server.client import HttpStore
 
 T = TypeVar("T")
 
@@ -19,6 +20,9 @@ def local_paths() -> LocalPaths:
 
 def with_store(action: Callable[[HttpStore], Awaitable[T]], *, paths: LocalPaths | None = None) -> T:
     """Run ``action`` against the local server's store (starting the server if needed)."""
+    from kray.local.server.client import HttpStore
+    from kray.local.server.launcher import ensure_server
+
     paths = paths or local_paths()
     info = ensure_server(paths)
 

@@ -18,13 +18,12 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kray.dev import detached
-from kray.dev.binaries import BuildError, ensure_binaries
-from kray.dev.controlplane import ControlPlane, Options
+if TYPE_CHECKING:  # imported by the commands that use them: `kray --help` stays fast (tests/cli/test_startup.py)
+    from kray.dev import detached
 
 app = typer.Typer(help="Developer tools.", no_args_is_help=True)
 k8s_app = typer.Typer(help="A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, ...).")
@@ -39,6 +38,8 @@ def _exports(env: dict[str, str]) -> str:
 def build() -> None:
     """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and
     KubeRay's operator (kuberay-operator)."""
+    from kray.dev.binaries import BuildError, ensure_binaries
+
     try:
         bins = ensure_binaries(echo=sys.stderr)
     except BuildError as exc:
@@ -56,6 +57,9 @@ def up(
     crds: bool = typer.Option(False, help="Install kray's ray.io CRDs (server-side apply) and wait until established."),
 ) -> None:
     """Start the control plane and print the environment to use it (KUBECONFIG, and kubectl on PATH)."""
+    from kray.dev import detached
+    from kray.dev.binaries import BuildError
+
     kwok = kwok or kwok_nodes > 0
     try:
         if foreground:
@@ -108,6 +112,9 @@ def _prepare(state: detached.State, *, nodes: int, crds: bool) -> None:
 
 
 def _foreground(*, scheduler: bool, kwok: bool) -> None:
+    from kray.dev.binaries import ensure_binaries
+    from kray.dev.controlplane import ControlPlane, Options
+
     stop = threading.Event()
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -127,6 +134,8 @@ def _foreground(*, scheduler: bool, kwok: bool) -> None:
 @k8s_app.command()
 def down() -> None:
     """Stop the detached control plane and remove its work dir."""
+    from kray.dev import detached
+
     state = detached.down()
     typer.echo("# kray dev k8s: nothing running" if state is None else f"# stopped {state.server}", err=True)
 
@@ -134,6 +143,8 @@ def down() -> None:
 @k8s_app.command()
 def env() -> None:
     """Print "export KUBECONFIG=..." for the running plane (use with eval)."""
+    from kray.dev import detached
+
     state = detached.load()
     if state is None or not state.running():
         typer.echo("kray dev k8s: no control plane running; start one with `kray dev k8s up`", err=True)
@@ -157,6 +168,8 @@ def kuberay(
     The ray.io CRDs must be installed first (e.g. `kubectl apply --server-side -f config/crd`): KubeRay's
     controllers wait for them, and this command fails after 60 s naming that wait.
     """
+    from kray.dev import detached
+    from kray.dev.binaries import BuildError, ensure_binaries
     from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
     from kray.dev.procs import StartupError
 

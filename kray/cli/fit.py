@@ -17,18 +17,21 @@ import shutil
 import subprocess
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
-from kray.local.fit import Machine, plan_fit
+if TYPE_CHECKING:  # the planner loads when a command checks a manifest, not when the CLI starts
+    from kray.local.fit import Machine
 
 err = Console(stderr=True, soft_wrap=True)
 
 
 def refuse_unfit(documents: list[dict[str, Any]], *, source: str) -> None:
     """Exit 1 (nothing created) when a document needs what this machine lacks; print notes; return otherwise."""
+    from kray.local.fit import plan_fit
+
     machine = gather_machine(documents)
     fit = plan_fit(documents, machine=machine)
     if fit.missing:  # maybe stored already: ask local mode (starting its server, which the command needs anyway)
@@ -51,6 +54,7 @@ def refuse_unfit(documents: list[dict[str, Any]], *, source: str) -> None:
 def gather_machine(documents: list[dict[str, Any]]) -> Machine:
     import psutil
 
+    from kray.local.fit import Machine
     from kray.local.preflight import DEFAULT_BIN_DIR, pod_path
 
     path = pod_path(DEFAULT_BIN_DIR, os.environ.get("PATH"))

@@ -19,21 +19,21 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kray.cli.documents import ensure_namespace, read_manifests, store_all
 from kray.cli.fit import refuse_unfit
 from kray.cli.interrupt import EXIT_INTERRUPTED, Interrupts
 from kray.cli.local import EXIT_INVALID, Namespace, TargetNamespace, _call, fail, require_ray
 from kray.cli.logtail import REQUEST_SECONDS, LogTail, StartWait
-from kray.local.history import submitter_identity
-from kray.local.server.client import HttpStore
 from kray.store import POD, RAYCLUSTER, RAYJOB
 from kray.store.errors import NotFound, StoreError
+
+if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
+    from kray.local.server.client import HttpStore
 
 job_app = typer.Typer(help="Run and submit Ray jobs.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re-wrapped
@@ -396,6 +396,9 @@ def run(
 
     Exit code 0 when the Ray job SUCCEEDED, 1 when it failed or was stopped, 2 for an invalid manifest.
     """
+    from kray.cli.documents import ensure_namespace, read_manifests, store_all
+    from kray.local.history import submitter_identity
+
     manifests = read_manifests([filename], namespace=namespace, generate_name=True)
     jobs = [p for p in manifests.planned if p.resource is RAYJOB]
     if len(jobs) != 1:

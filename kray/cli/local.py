@@ -10,18 +10,19 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
 from kray.cli.client import local_paths, with_store
 from kray.cli.fit import refuse_unfit
-from kray.local.server.client import HttpStore
 from kray.store import EVENT, NAMESPACE, POD, RAYCLUSTER, RAYJOB, Resource
 from kray.store.errors import NotFound, StoreError
+
+if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
+    from kray.local.server.client import HttpStore
 
 server_app = typer.Typer(
     help="The local control-plane server (started on demand by other commands).", no_args_is_help=True
@@ -148,7 +149,6 @@ def get(
 ) -> None:
     """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone) or namespaces."""
     from kray.cli.render import cluster_table, job_rows, job_table
-    from kray.local.history import history_only, record_object
 
     if output not in OUTPUTS:
         raise fail(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}", EXIT_INVALID)
@@ -167,6 +167,10 @@ def get(
 
     items, history = _call(run)
     if output in {"yaml", "json"}:
+        import yaml
+
+        from kray.local.history import history_only, record_object
+
         # As kubectl: one object by name, else a v1 List. Jobs only history remembers are JobRecords
         # (kray.local.history.record_object); by name, the RayJob when it exists, else its one record.
         remembered = [record_object(r) for r in history_only(items, history)]
@@ -206,6 +210,8 @@ def describe(
     namespace: Namespace = "default",
 ) -> None:
     """Show an object, its status and its recent events."""
+    import yaml
+
     target = resource(kind)
 
     async def run(store: HttpStore) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:

@@ -16,13 +16,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx2
-
-from kray.local.config import job_settings
-from kray.local.server.client import HttpStore
 from kray.store import RAYJOB, Obj
 from kray.store.errors import NotFound
+
+if TYPE_CHECKING:  # imported where used: `kray job run` imports this module before it parses its arguments
+    from kray.local.server.client import HttpStore
 
 REQUEST_SECONDS = 10.0
 """One log request's bound (the store client waits for answers without one)."""
@@ -93,6 +93,8 @@ class LogTail:
         return got
 
     async def _request(self) -> bytes:
+        import httpx2
+
         params = {"offset": str(self.offset)}
         if self.submission:
             params["submission"] = self.submission
@@ -119,6 +121,8 @@ class LogTail:
 def startup_seconds(job: Obj) -> float:
     """How long a RayJob may take to submit its job: its ``spec.preRunningDeadlineSeconds``, else local mode's
     startup timeout (``KRAY_STARTUP_TIMEOUT``), else 600 s — never unbounded here."""
+    from kray.local.config import job_settings
+
     deadline = (job.get("spec") or {}).get("preRunningDeadlineSeconds")
     if isinstance(deadline, int | float) and deadline > 0:
         return float(deadline)

@@ -7,10 +7,10 @@ A value is never cut to fit a terminal; a line longer than the terminal wraps th
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kray.api.manifest import Outcome
-from kray.local.history import history_only
+if TYPE_CHECKING:  # the models (pydantic) load only for the commands that validate
+    from kray.api.manifest import Outcome
 
 
 def outcome_lines(outcome: Outcome) -> tuple[list[str], list[str]]:
@@ -90,6 +90,8 @@ def cluster_table(clusters: list[dict[str, Any]], *, now: datetime, wide: bool =
 
 def job_rows(jobs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Live RayJobs first, then finished ones only history remembers (their RayJob is gone)."""
+    from kray.local.history import history_only
+
     rows: list[dict[str, str]] = []
     for job in jobs:
         meta, status = job["metadata"], job.get("status") or {}

@@ -24,11 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.markup import escape
 
-from kray.api.manifest import parse_object
-from kray.api.v1 import RayJob
 from kray.cli.jobs import (
     POLL,
     RAY_STATUS_TERMINAL,
@@ -42,14 +39,12 @@ from kray.cli.jobs import (
     say,
 )
 from kray.cli.local import EXIT_INVALID, Namespace, _call, fail
-from kray.controllers.common.submitter import build_submit_request
-from kray.local.history import submitter_identity
-from kray.local.server.client import HttpStore
 from kray.store import RAYCLUSTER, RAYJOB
 from kray.store.errors import Conflict, NotFound, StoreError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
     from kray._ray.dashboard import AsyncDashboardClient
+    from kray.local.server.client import HttpStore
 
 MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 SKIPPED = {".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"}
@@ -133,6 +128,10 @@ async def _to_cluster(
     store: HttpStore, namespace: str, cluster: str, job_name: str, entrypoint: str, package: bytes | None, no_wait: bool
 ) -> dict[str, Any]:
     """A RayJob selecting the running cluster; Ctrl-C deletes it (its Ray job stops, the cluster stays)."""
+    import yaml
+
+    from kray.local.history import submitter_identity
+
     try:
         await store.get(RAYCLUSTER, cluster, namespace=namespace)
     except NotFound:
@@ -192,6 +191,9 @@ async def to_rayjob(
     """``kubectl ray job submit``: submit to the RayJob's cluster, set ``spec.jobId`` (KubeRay then tracks the job),
     follow it. The first Ctrl-C stops the submitted Ray job (the RayJob ends with it)."""
     from kray._ray.dashboard_protocol import JobSubmission
+    from kray.api.manifest import parse_object
+    from kray.api.v1 import RayJob
+    from kray.controllers.common.submitter import build_submit_request
 
     label = f"RayJob {namespace}/{name}"
     submitted: list[str] = []  # the submission id, once the dashboard took it
