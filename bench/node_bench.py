@@ -22,7 +22,8 @@ The work: a RayJob (HTTPMode, ``shutdownAfterJobFinishes``) whose driver runs 10
 Phases (seconds from the start): ``cluster ready`` (raw: both nodes ALIVE; local and node: the RayJob
 Running, i.e. its cluster ready and the job being submitted), ``job RUNNING`` (Ray's job status), ``job
 done`` (raw: ``ray job submit`` returned; local: the Complete line; node: Complete). ``local`` reads its
-phases from ``kray job run``'s progress lines, which it polls every 0.5 s; the others poll every 0.2 s.
+phases from ``kray job run``'s progress lines, which it polls every 0.5 s; the others poll every 0.2 s. A phase
+not seen between two polls (a RayJob's ``jobStatus`` may go from unset to SUCCEEDED) takes the next one's time.
 
 Rounds run raw and local alternately first, then set up the node cluster and run its rounds, so the idle
 control plane does not load the other two. With ``--repeat N`` the table shows each metric's median.
