@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -20,6 +19,8 @@ def local_paths() -> LocalPaths:
 
 def with_store(action: Callable[[HttpStore], Awaitable[T]], *, paths: LocalPaths | None = None) -> T:
     """Run ``action`` against the local server's store (starting the server if needed)."""
+    import asyncio
+
     from kray.local.server.client import HttpStore
     from kray.local.server.launcher import ensure_server
 

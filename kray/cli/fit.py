@@ -8,7 +8,6 @@ the ConfigMaps/Secrets/PVCs/RayClusters local mode already stores), prints, and 
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import importlib.util
 import json
@@ -99,6 +98,8 @@ def _accelerators() -> dict[str, int]:
 
 def _stored(namespaces: set[str]) -> frozenset[tuple[str, str, str]]:
     """(kind, namespace, name) of the ConfigMaps, Secrets, PVCs and RayClusters local mode stores."""
+    import asyncio
+
     from kray.cli.client import local_paths
     from kray.local.server.client import HttpStore
     from kray.local.server.launcher import ensure_server

@@ -12,13 +12,16 @@ that a Ctrl-C aimed at the script spares it) keeps it ignored, as every program 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the event loop is the caller's: asyncio costs every `kray` start ~0.05-0.3 s
+    import asyncio
 
 EXIT_INTERRUPTED = 130
 

@@ -14,7 +14,6 @@ prints the ``kray job submit --rayjob`` command that submits it, and follows tha
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,8 @@ from kray.store.errors import NotFound, StoreError
 
 if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
     from kray.local.server.client import HttpStore
+
+# asyncio too is imported by the functions that use it: with ssl, it cost every `kray` start 0.05-0.3 s.
 
 job_app = typer.Typer(help="Run and submit Ray jobs.", no_args_is_help=True)
 err = Console(stderr=True, soft_wrap=True)  # messages quote log lines: never re-wrapped
@@ -114,6 +115,8 @@ async def _state(
 
 async def _replace_finished(store: HttpStore, namespace: str, name: str) -> None:
     """A RayJob of that name that already ended is removed first (history keeps it); a live one is an error."""
+    import asyncio
+
     try:
         existing = await store.get(RAYJOB, name, namespace=namespace)
     except NotFound:
@@ -137,6 +140,8 @@ async def _replace_finished(store: HttpStore, namespace: str, name: str) -> None
 
 async def follow(store: HttpStore, namespace: str, name: str, *, show_progress: bool) -> dict[str, Any]:
     """Print progress (stderr) and the driver log (stdout) until the RayJob ends; returns its last state."""
+    import asyncio
+
     tail: LogTail | None = None
     last_line = ""
     hinted = False
@@ -208,6 +213,8 @@ def _lost_server(namespace: str, name: str, reason: str) -> str:
 
 async def _drain(tail: LogTail) -> None:
     """After the job ended: print the rest of the log, until history has its complete copy."""
+    import asyncio
+
     quiet_since = time.monotonic()
     while not tail.complete:
         try:
@@ -251,6 +258,8 @@ async def interruptible(
 ) -> T:
     """Await ``work``; the first Ctrl-C says ``stopping()``, cancels it and awaits ``stop()`` (which bounds
     itself), then exits 130; a second Ctrl-C says ``left(stop_started)`` and leaves at once."""
+    import asyncio
+
     task = asyncio.ensure_future(work)
     started = False
 
@@ -323,6 +332,8 @@ async def create_and_follow(
 ) -> dict[str, Any]:
     """Create the RayJob (a finished one of its name replaced; a ``generateName`` resolved by the store) and
     follow it; on Ctrl-C delete it (bounded) and exit 130."""
+    import asyncio
+
     target = target_of(job)
     creating: asyncio.Future[dict[str, Any]] | None = None
 
@@ -349,6 +360,8 @@ async def create_and_follow(
 
 async def _stop(store: HttpStore, target: Target) -> None:
     """Delete the RayJob (its own cluster goes with it) and wait at most :data:`STOP_SECONDS` for it to be gone."""
+    import asyncio
+
     namespace, name = target.namespace, target.name
     if name is None:
         say("nothing to stop")
@@ -462,6 +475,8 @@ def logs(
     """Print a job's driver log; works after its cluster (or the RayJob) is gone."""
 
     async def main(store: HttpStore) -> None:
+        import asyncio
+
         tail = LogTail(store=store, namespace=namespace, name=name, submission=submission, say=_warn)
         start = StartWait(store=store, namespace=namespace, name=name, say=say)
         quiet_since = time.monotonic()

@@ -10,7 +10,6 @@ has not submitted it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import time
@@ -93,6 +92,8 @@ class LogTail:
         return got
 
     async def _request(self) -> bytes:
+        import asyncio
+
         import httpx2
 
         params = {"offset": str(self.offset)}

@@ -13,7 +13,6 @@ Either way the first Ctrl-C stops the job this command submitted, the second lea
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import secrets
@@ -45,6 +44,8 @@ from kray.store.errors import Conflict, NotFound, StoreError
 if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
     from kray._ray.dashboard import AsyncDashboardClient
     from kray.local.server.client import HttpStore
+
+# asyncio too is imported by the functions that use it: with ssl, it cost every `kray` start 0.05-0.3 s.
 
 MAX_PACKAGE_BYTES = 100 * 1024 * 1024
 SKIPPED = {".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"}
@@ -237,6 +238,8 @@ async def to_rayjob(
 
 async def _waiting(store: HttpStore, namespace: str, name: str) -> dict[str, Any]:
     """The RayJob once it waits for its job (InteractiveMode, cluster ready); an error naming why it never will."""
+    import asyncio
+
     label = f"RayJob {namespace}/{name}"
     said = False
     while True:
@@ -263,6 +266,8 @@ async def _waiting(store: HttpStore, namespace: str, name: str) -> dict[str, Any
 
 async def _set_job_id(store: HttpStore, namespace: str, name: str, submission: str) -> None:
     """``spec.jobId``: what tells KubeRay which Ray job an InteractiveMode RayJob is (as the plugin's update)."""
+    import asyncio
+
     for _ in range(10):
         job = await store.get(RAYJOB, name, namespace=namespace)
         job["spec"]["jobId"] = submission
@@ -276,6 +281,8 @@ async def _set_job_id(store: HttpStore, namespace: str, name: str, submission: s
 
 async def _stop_submitted(store: HttpStore, namespace: str, name: str, submission: str) -> None:
     """Stop the Ray job and wait at most :data:`STOP_SECONDS` for the RayJob to see it end."""
+    import asyncio
+
     from kray._ray.errors import DashboardError
 
     label = f"RayJob {namespace}/{name}"

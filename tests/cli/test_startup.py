@@ -45,8 +45,10 @@ HEAVY = (
     "yaml",
     "structlog",
     "psutil",
+    "asyncio",
+    "ssl",
 )
-"""Packages (with their submodules) that only some commands use, each costing 0.1-1 s to import."""
+"""Packages (with their submodules) that only some commands use, each costing 0.05-1 s to import."""
 
 PROBE = """
 import json, sys
