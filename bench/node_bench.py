@@ -8,9 +8,11 @@ measurement on the same (possibly loaded) machine, one after the other, so the r
 The work: a RayJob (HTTPMode, ``shutdownAfterJobFinishes``) whose driver runs 100 trivial tasks
 (``ray.get([f.remote(i) for i in range(100)])``), on a 1-CPU head and one 1-CPU worker (1 GiB each):
 
-* ``raw`` -- what a user types: ``ray start --head`` and ``ray start --address`` (``--block``, token auth on as
-  kray always has it), waiting until the dashboard lists both nodes ALIVE, ``ray job submit`` (which follows
-  the job to its end), then stopping both nodes. ``ray stop`` would stop every Ray of the machine (other users'
+* ``raw`` -- what a user types: ``ray start --head``, once the head is ALIVE ``ray start --address`` (both
+  ``--block``, token auth on as kray always has it), once the dashboard lists both nodes ALIVE ``ray job
+  submit`` (which follows the job to its end), then stopping both nodes. A ``ray start`` that gives up (Ray
+  gives a node 30 s to register, which a loaded machine misses) is started again, as a user would: the time
+  counts, the retries are noted under the table. ``ray stop`` would stop every Ray of the machine (other users'
   too), so the bench kills the two ``ray start`` process trees instead. ``total`` ends when they are gone.
 * ``local`` -- ``kray job run -f job.yaml`` with its own ``KRAY_HOME``; its server is started before (setup, not
   counted). ``total`` ends when the command exits (the server tears the cluster down after that).
@@ -19,9 +21,10 @@ The work: a RayJob (HTTPMode, ``shutdownAfterJobFinishes``) whose driver runs 10
   setup (control plane, agent, operator Ready) is not counted but printed. ``total`` is create → the RayJob's
   ``jobDeploymentStatus`` Complete; ``teardown`` is Complete → the cluster's last pod gone.
 
-Phases (seconds from the start): ``cluster ready`` (raw: both nodes ALIVE; local and node: the RayJob
-Running, i.e. its cluster ready and the job being submitted), ``job RUNNING`` (Ray's job status), ``job
-done`` (raw: ``ray job submit`` returned; local: the Complete line; node: Complete). ``local`` reads its
+Phases (seconds from the start): ``head ready`` (raw: the head ALIVE; the others: the head pod Ready),
+``cluster ready`` (raw: both nodes ALIVE; local and node: the RayJob Running, i.e. its cluster ready and the
+job being submitted), ``job RUNNING`` (Ray's job status), ``job done`` (raw: ``ray job submit`` returned;
+local: the Complete line; node: Complete). ``local`` reads its
 phases from ``kray job run``'s progress lines, which it polls every 0.5 s; the others poll every 0.2 s. A phase
 not seen between two polls (a RayJob's ``jobStatus`` may go from unset to SUCCEEDED) takes the next one's time.
 
@@ -364,7 +367,7 @@ def parse_only(text: str) -> tuple[str, ...]:
     chosen = [ALIASES.get(m.strip(), m.strip()) for m in text.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"--only: expected some of raw,local,node (or a,b,c), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected some of raw,local,node (or a,b,c), got {text!r}")
     return tuple(m for m in MODES if m in chosen)
 
 
@@ -410,7 +413,7 @@ def main() -> int:
                     rounds["node"].append({**cluster.run(rayjob, timeout=args.timeout), "setup": cluster.setup})
     for mode, measured in rounds.items():
         for n, r in enumerate(measured, 1):
-            log(f"{mode} round {n}: " + ", ".join(f"{k} {v:.2f}s" for k, v in sorted(r.items())))
+            log(f"{mode} round {n}: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r.items())))
     if rounds.get("raw"):
         retries = sum(r.pop("ray start retries") for r in rounds["raw"])
         notes.append(f"raw Ray: `ray start` started again {retries:.0f} time(s) in all (it failed to register)")
