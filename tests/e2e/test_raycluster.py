@@ -76,22 +76,21 @@ def test_sample_raycluster_runs_real_ray_scales_and_leaves_nothing(e2e: E2E, nam
     wait_for(ready, timeout=180, what=f"RayCluster {name} ready", seen=status)
     head = pods(e2e.client, namespace, **{"ray.io/node-type": "head"})[0]["metadata"]["name"]
 
-    def pod_ips() -> set[str]:
-        return {p["status"]["podIP"] for p in pods(e2e.client, namespace) if (p.get("status") or {}).get("podIP")}
-
     def ray_sees(expected: int) -> set[str] | None:
+        """Ray's alive nodes, once they are the Running pods (asked only once the pods are: each ask is a
+        process in the head pod, and polling them would slow the very Ray starts awaited)."""
+        running = {p["status"].get("podIP") for p in pods(e2e.client, namespace) if _ready(p)}
+        if len(running) != expected:
+            return None
         seen["ray"] = ray_nodes(e2e.client, namespace, head)
         ips = alive_ips(seen["ray"])
-        running = {
-            p["status"].get("podIP") for p in pods(e2e.client, namespace) if p["status"].get("phase") == "Running"
-        }
-        return ips if len(ips) == expected and ips == running else None
+        return ips if ips == running else None
 
     def ray_seen() -> str:
         nodes = [(n.get("node_ip"), n.get("state")) for n in seen.get("ray") or ()]
         return e2e.report(namespace, f"Ray's nodes: {nodes}")
 
-    wait_for(lambda: ray_sees(2), timeout=120, what="Ray to see the head and the worker", seen=ray_seen)
+    wait_for(lambda: ray_sees(2), timeout=120, what="Ray to see the head and the worker", seen=ray_seen, every=2)
     done = exec_in(e2e.client, namespace, head, "ray-head", ["ray", "status"])
     assert done.returncode == 0, f"ray status exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     assert listed_nodes(done.stdout) == {"headgroup": 1, "workergroup": 1}, done.stdout
@@ -101,7 +100,7 @@ def test_sample_raycluster_runs_real_ray_scales_and_leaves_nothing(e2e: E2E, nam
     # container: under load Ray 2.52's raylet aborts when its dashboard agent takes over 15 s to start.)
     group = scaled_sample(namespace)["spec"]["workerGroupSpecs"][0] | {"replicas": 2}
     e2e.client.patch(RayCluster, name, {"spec": {"workerGroupSpecs": [group]}}, namespace=namespace, patch_type=MERGE)
-    wait_for(lambda: ray_sees(3), timeout=180, what="Ray to see a second worker", seen=ray_seen)
+    wait_for(lambda: ray_sees(3), timeout=180, what="Ray to see a second worker", seen=ray_seen, every=2)
     print(f"scaled up at {time.monotonic() - t0:.1f}s")
 
     # Down to one, naming the worker to delete.
@@ -111,8 +110,14 @@ def test_sample_raycluster_runs_real_ray_scales_and_leaves_nothing(e2e: E2E, nam
     group = scaled_sample(namespace)["spec"]["workerGroupSpecs"][0]
     group |= {"replicas": 1, "scaleStrategy": {"workersToDelete": [victim]}}
     e2e.client.patch(RayCluster, name, {"spec": {"workerGroupSpecs": [group]}}, namespace=namespace, patch_type=MERGE)
-    ips = wait_for(lambda: ray_sees(2), timeout=90, what=f"Ray to see {victim} gone", seen=ray_seen)
+    ips = wait_for(lambda: ray_sees(2), timeout=90, what=f"Ray to see {victim} gone", seen=ray_seen, every=2)
     assert victim_ip not in ips
+    wait_for(
+        lambda: victim not in {p["metadata"]["name"] for p in pods(e2e.client, namespace)},
+        timeout=60,
+        what=f"pod {victim} gone",
+        seen=lambda: e2e.report(namespace),
+    )
     remaining = {p["metadata"]["name"] for p in pods(e2e.client, namespace, **{"ray.io/node-type": "worker"})}
     assert remaining == set(workers[1:]), f"workersToDelete named {victim}; left: {remaining}"
     print(f"scaled down at {time.monotonic() - t0:.1f}s")
@@ -127,3 +132,9 @@ def test_sample_raycluster_runs_real_ray_scales_and_leaves_nothing(e2e: E2E, nam
         seen=lambda: e2e.report(namespace, f"left: {left_of(found)}"),
     )
     print(f"whole test {time.monotonic() - t0:.1f}s")
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or ())
+    return status.get("phase") == "Running" and ready and pod["metadata"].get("deletionTimestamp") is None
