@@ -114,6 +114,7 @@ def running(e2e: E2E, namespace: str, name: str) -> bool:
     return status.get("phase") == "Running" and bool(status.get("podIP"))
 
 
+@pytest.mark.timeout(1800)  # >= its bounded waits with the e2e session's (tests/test_suite_rules.py)
 def test_every_port_refuses_another_pod_without_the_token(e2e: E2E, namespace: str) -> None:
     t0 = time.monotonic()
     e2e.create(auth_cluster(namespace))
