@@ -9,7 +9,8 @@ Cases: ``import kray.cli.main``, ``kray --help``, ``kray version``, ``kray job r
 of an unknown kind (a real command path that exits before any server is needed), and ``kray validate -f``
 of one of KubeRay's samples (which loads the pydantic models: the heaviest cheap command).
 
-Usage: ``python bench/cli_startup.py [--rounds 9] [--sample PATH]``.
+Usage: ``python bench/cli_startup.py [--rounds 9] [--sample PATH]``. Every case runs in an empty directory, so
+``PYTHONPATH=<an exported older tree>`` measures that tree (``python -c`` would otherwise import ./kray).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def cases(sample: Path) -> dict[str, list[str]]:
     }
 
 
-def once(argv: list[str], env: dict[str, str]) -> float:
+def once(argv: list[str], env: dict[str, str], cwd: str) -> float:
     start = time.perf_counter()
-    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120)
+    subprocess.run(
+        argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=120
+    )
     return time.perf_counter() - start
 
 
@@ -52,15 +55,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     args = parser.parse_args()
+    args.sample = args.sample.resolve()
     with tempfile.TemporaryDirectory(prefix="kray-cli-bench-") as home:
         env = {**os.environ, "KRAY_HOME": home, "COLUMNS": "100"}  # no server is started: none of these needs it
         table = cases(args.sample)
         for argv in table.values():  # warm the page cache and .pyc files: the first run measures the disk
-            once(argv, env)
+            once(argv, env, home)
         times: dict[str, list[float]] = {name: [] for name in table}
         for _ in range(args.rounds):
             for name, argv in table.items():
-                times[name].append(once(argv, env))
+                times[name].append(once(argv, env, home))
     base = statistics.median(times["python -c pass"])
     print(f"{'case':<40} {'median s':>9} {'min s':>7} {'x python':>9}   ({args.rounds} rounds, {os.cpu_count()} cpus)")
     for name, samples in times.items():
