@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -147,23 +148,28 @@ class Kill:
     unfinished: int
 
 
-def holder(e2e: E2E) -> str:
-    lease = get_obj(e2e.client, Lease, LEASE, OPERATOR_NS) or {}
-    return str((lease.get("spec") or {}).get("holderIdentity") or "")
+def holder(e2e: E2E) -> tuple[str, float]:
+    """The Lease's holder identity and when it acquired the Lease (epoch seconds; 0 when free)."""
+    spec = (get_obj(e2e.client, Lease, LEASE, OPERATOR_NS) or {}).get("spec") or {}
+    acquired = spec.get("acquireTime")
+    moment = datetime.fromisoformat(acquired.replace("Z", "+00:00")).timestamp() if acquired else 0.0
+    return str(spec.get("holderIdentity") or ""), moment
 
 
 def leader_pid(e2e: E2E) -> tuple[str, str, int] | None:
-    """(identity, pod, pid) of the leader whose container runs now; None while nobody leads."""
-    identity = holder(e2e)
-    pod = identity.split("_", 1)[0]
+    """(identity, pod, pid) of the leader whose process runs now; None while nobody leads."""
+    identity, acquired = holder(e2e)
+    pod = identity.split("_", 1)[0]  # <hostname>_<uuid>, and a pod's hostname is its name
     if not identity or pod not in {p["metadata"]["name"] for p in operator_pods(e2e)}:
         return None
     try:
         pid = container_pid(e2e.client, OPERATOR_NS, pod, OPERATOR)
-    except AssertionError:
+        started = psutil.Process(pid).create_time()
+    except (AssertionError, psutil.Error):
         return None
-    # The Lease outlives its holder by its duration: lead only if this pid is the process that took it.
-    return (identity, pod, pid) if alive(pid) and holder(e2e) == identity else None
+    # The Lease outlives a killed holder by its duration, and the agent restarts the container meanwhile: the
+    # pod's process leads only if it started before its identity acquired the Lease.
+    return (identity, pod, pid) if started <= acquired + 1 and holder(e2e)[0] == identity else None
 
 
 def orphans(e2e: E2E) -> list[str]:
