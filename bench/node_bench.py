@@ -315,16 +315,26 @@ class LocalMode:
                 lines.append((time.monotonic() - started, raw.decode(errors="replace").rstrip()))
                 log(f"local at {lines[-1][0]:.1f}s: {lines[-1][1]}")
 
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        out: list[bytes] = []
+
+        def read_stdout() -> None:
+            assert proc.stdout is not None
+            out.append(proc.stdout.read())
+
+        # Each pipe has one reader (communicate() would read stderr too, racing the progress reader for lines).
+        readers = [threading.Thread(target=read, daemon=True), threading.Thread(target=read_stdout, daemon=True)]
+        for reader in readers:
+            reader.start()
         try:
-            stdout, _ = proc.communicate(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
             raise RuntimeError(f"kray job run still running after {timeout:.0f}s; it said:\n{lines[-10:]}") from None
         total = time.monotonic() - started
-        reader.join(timeout=10)
+        for reader in readers:
+            reader.join(timeout=10)
+        stdout = b"".join(out)
         said = "\n".join(line for _, line in lines)
         if proc.returncode != 0 or ANSWER not in stdout.decode(errors="replace"):
             raise RuntimeError(f"kray job run exited {proc.returncode}:\n{stdout.decode()[-1000:]}\n{said[-2000:]}")
