@@ -120,6 +120,21 @@ class E2E:
         return "\n".join(parts)
 
 
+def head_spec() -> dict[str, Any]:
+    """A head-only cluster: 1 CPU, small memory."""
+    resources = {"cpu": "1", "memory": "2Gi"}
+    container = {
+        "name": "ray-head",
+        "image": "rayproject/ray:2.52.0",
+        "resources": {"limits": resources, "requests": resources},
+        "ports": [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"}],
+    }
+    return {
+        "rayVersion": "2.52.0",
+        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}},
+    }
+
+
 def wait_for(
     check: Callable[[], Any], *, timeout: float, what: str, seen: Callable[[], Any], every: float = 0.5
 ) -> Any:

@@ -46,6 +46,7 @@ from tests.e2e.support import (
     container_pid,
     exec_in,
     get_obj,
+    head_spec,
     pods,
     wait_for,
 )
@@ -103,21 +104,11 @@ def two_operators(e2e: E2E) -> Iterator[None]:
 
 
 def head_only(namespace: str) -> dict[str, Any]:
-    resources = {"cpu": "1", "memory": "2Gi"}
-    head = {
-        "name": "ray-head",
-        "image": "rayproject/ray:2.52.0",
-        "resources": {"limits": resources, "requests": resources},
-        "ports": [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"}],
-    }
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": {"name": CLUSTER, "namespace": namespace},
-        "spec": {
-            "rayVersion": "2.52.0",
-            "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [head]}}},
-        },
+        "spec": head_spec(),
     }
 
 

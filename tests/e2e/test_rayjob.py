@@ -19,7 +19,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.types import PatchType
 
 from kray.dev.pytest_plugin import fresh_namespace
-from tests.e2e.support import E2E, RayCluster, RayJob, exec_in, get_obj, left_of, pods, traces, wait_for
+from tests.e2e.support import E2E, RayCluster, RayJob, exec_in, get_obj, head_spec, left_of, pods, traces, wait_for
 
 # The session fixture (control plane, node agent, operator: ~700 s of bounded waits under load) counts in the
 # first test's budget, and each wait here is sized for a loaded 2-core machine.
@@ -32,21 +32,6 @@ import json, urllib.request
 with urllib.request.urlopen("http://127.0.0.1:8265/api/jobs/", timeout=10) as r:
     print(json.dumps([{k: j.get(k) for k in ("submission_id", "status", "entrypoint")} for j in json.load(r)]))
 """
-
-
-def head_spec() -> dict[str, Any]:
-    """A head-only cluster: 1 CPU, small memory."""
-    resources = {"cpu": "1", "memory": "2Gi"}
-    container = {
-        "name": "ray-head",
-        "image": "rayproject/ray:2.52.0",
-        "resources": {"limits": resources, "requests": resources},
-        "ports": [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"}],
-    }
-    return {
-        "rayVersion": "2.52.0",
-        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}},
-    }
 
 
 def rayjob(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

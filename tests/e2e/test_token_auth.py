@@ -20,7 +20,7 @@ import pytest
 from lightkube.resources.core_v1 import Pod, Secret
 
 from kray.dev.pytest_plugin import fresh_namespace
-from tests.e2e.support import E2E, REPO, RayCluster, exec_in, get_obj, pods, wait_for
+from tests.e2e.support import E2E, REPO, RayCluster, exec_in, get_obj, head_spec, pods, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
@@ -74,22 +74,11 @@ print(json.dumps(out))
 
 def auth_cluster(namespace: str) -> dict[str, Any]:
     """A head-only cluster (1 CPU) with Ray token auth; the operator makes the ``auth`` Secret."""
-    resources = {"cpu": "1", "memory": "2Gi"}
-    head = {
-        "name": "ray-head",
-        "image": "rayproject/ray:2.52.0",
-        "resources": {"limits": resources, "requests": resources},
-        "ports": [{"containerPort": 6379, "name": "gcs-server"}, {"containerPort": 8265, "name": "dashboard"}],
-    }
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": {"name": CLUSTER, "namespace": namespace},
-        "spec": {
-            "rayVersion": "2.52.0",
-            "authOptions": {"mode": "token"},
-            "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [head]}}},
-        },
+        "spec": {**head_spec(), "authOptions": {"mode": "token"}},
     }
 
 
