@@ -25,8 +25,8 @@ from kray.dev.binaries import HELM, Binaries
 from kray.dev.controlplane import ControlPlane, Options
 from kray.dev.pytest_plugin import fresh_namespace
 from kray.local.node.network import NodeNetwork
-from tests.e2e.support import CHART, E2E, OPERATOR_NS, wait_for
-from tests.local.node.agent_helpers import AgentProcess, state_dir_processes
+from tests.e2e.support import CHART, E2E, OPERATOR_NS
+from tests.local.node.agent_helpers import AgentProcess, state_dir_processes, wait_for
 from tests.local.node.conftest import host_routes, leftovers
 
 

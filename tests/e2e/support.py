@@ -13,8 +13,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,20 +132,6 @@ def head_spec() -> dict[str, Any]:
         "rayVersion": "2.52.0",
         "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [container]}}},
     }
-
-
-def wait_for(
-    check: Callable[[], Any], *, timeout: float, what: str, seen: Callable[[], Any], every: float = 0.5
-) -> Any:
-    """``check()``'s first truthy value; fails with ``seen()`` (what it last saw) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen:\n{seen()}")
-        time.sleep(every)
 
 
 def get_obj(client: Client, kind: Any, name: str, namespace: str) -> dict[str, Any] | None:

@@ -48,9 +48,8 @@ from tests.e2e.support import (
     get_obj,
     head_spec,
     pods,
-    wait_for,
 )
-from tests.local.node.agent_helpers import alive
+from tests.local.node.agent_helpers import alive, wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 

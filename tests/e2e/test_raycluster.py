@@ -24,8 +24,8 @@ from tests.e2e.support import (
     pods,
     ray_nodes,
     traces,
-    wait_for,
 )
+from tests.local.node.agent_helpers import wait_for
 
 # The session fixture (control plane, node agent, operator: ~700 s of bounded waits under load) counts in the
 # first test's budget, and each wait here is sized for a loaded 2-core machine.

@@ -19,7 +19,8 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.types import PatchType
 
 from kray.dev.pytest_plugin import fresh_namespace
-from tests.e2e.support import E2E, RayCluster, RayJob, exec_in, get_obj, head_spec, left_of, pods, traces, wait_for
+from tests.e2e.support import E2E, RayCluster, RayJob, exec_in, get_obj, head_spec, left_of, pods, traces
+from tests.local.node.agent_helpers import wait_for
 
 # The session fixture (control plane, node agent, operator: ~700 s of bounded waits under load) counts in the
 # first test's budget, and each wait here is sized for a loaded 2-core machine.

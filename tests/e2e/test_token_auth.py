@@ -20,7 +20,8 @@ import pytest
 from lightkube.resources.core_v1 import Pod, Secret
 
 from kray.dev.pytest_plugin import fresh_namespace
-from tests.e2e.support import E2E, REPO, RayCluster, exec_in, get_obj, head_spec, pods, wait_for
+from tests.e2e.support import E2E, REPO, RayCluster, exec_in, get_obj, head_spec, pods
+from tests.local.node.agent_helpers import wait_for
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 

@@ -98,7 +98,9 @@ def state_dir_processes(state_dir: Path) -> list[int]:
     return found
 
 
-def wait_for(check: Callable[[], Any], *, timeout: float, what: str, seen: Callable[[], Any]) -> Any:
+def wait_for(
+    check: Callable[[], Any], *, timeout: float, what: str, seen: Callable[[], Any], every: float = 0.2
+) -> Any:
     """``check()``'s first truthy value; fails with ``seen()`` (what it last saw) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -106,8 +108,8 @@ def wait_for(check: Callable[[], Any], *, timeout: float, what: str, seen: Calla
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {seen()}")
-        time.sleep(0.2)
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen:\n{seen()}")
+        time.sleep(every)
 
 
 def pod_manifest(
