@@ -59,7 +59,7 @@ from typing import Any
 
 import psutil
 import yaml
-from node_bench_cluster import NodeCluster
+from node_bench_cluster import NodeCluster, wait_for
 
 from kray.local.ports import PortAllocator
 
@@ -87,20 +87,6 @@ ROWS = (
 def log(message: str) -> None:
     sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {message}\n")
     sys.stderr.flush()
-
-
-def wait_for(
-    check: Callable[[], Any], *, timeout: float, what: str, seen: Callable[[], Any], every: float = 0.2
-) -> Any:
-    """``check()``'s first truthy value; raises after ``timeout`` seconds saying what ``seen()`` last reported."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last saw: {seen()}")
-        time.sleep(every)
 
 
 # ---- the job -----------------------------------------------------------------------------------------------

@@ -69,6 +69,20 @@ def ready(obj: Any) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def wait_for(
+    check: Callable[[], Any], timeout: float, what: str, seen: Callable[[], Any], *, every: float = 0.2
+) -> Any:
+    """``check()``'s first truthy value; raises after ``timeout`` seconds saying what ``seen()`` last reported."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last saw:\n{seen()}")
+        time.sleep(every)
+
+
 class NodeCluster:
     """Use as a context manager: entering sets the cluster up (``setup`` seconds, by phase in ``phases``)."""
 
@@ -112,7 +126,7 @@ class NodeCluster:
         env["KUBECONFIG"] = str(plane.kubeconfig)  # the agent's own: never a pod's
         with (self.base / "agent.log").open("ab") as out:
             self.agent = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self._wait(lambda: self._node_ready() or self.agent_exited(), 90, f"Node {self.name} Ready", self.agent_tail)
+        wait_for(lambda: self._node_ready() or self.agent_exited(), 90, f"Node {self.name} Ready", self.agent_tail)
         if self.agent_exited():
             raise RuntimeError(f"the node agent exited {self.agent.poll()}:\n{self.agent_tail()}")
         self._mark("node Ready", started)
@@ -121,7 +135,7 @@ class NodeCluster:
                    "--set", "command={kray,operator}", "--set", "logging.stdoutEncoder=json"])  # fmt: skip
         kubectl = [str(binaries.path("kubectl")), "--kubeconfig", str(plane.kubeconfig)]
         self._run([*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"])
-        self._wait(
+        wait_for(
             lambda: any(ready(p) for p in client.list(Pod, namespace=OPERATOR_NS)),
             120,
             "kray's operator pod Ready on the node agent",
@@ -171,11 +185,11 @@ class NodeCluster:
                     raise RuntimeError(f"RayJob {namespace}/{name} {deployment}: {status}\n{self.report(namespace)}")
                 return deployment == "Complete"
 
-            self._wait(complete, timeout, f"RayJob {name} Complete", lambda: f"{seen}\n{self.report(namespace)}")
+            wait_for(complete, timeout, f"RayJob {name} Complete", lambda: f"{seen}\n{self.report(namespace)}")
             times["done"] = times["total"] = time.monotonic() - started
             if seen["status"].get("jobStatus") != "SUCCEEDED":
                 raise RuntimeError(f"RayJob {namespace}/{name} Complete but Ray says {seen['status']}")
-            self._wait(lambda: not list(client.list(Pod, namespace=namespace)), 120,
+            wait_for(lambda: not list(client.list(Pod, namespace=namespace)), 120,
                        "the job's cluster pods gone", lambda: self.pods_seen(namespace))  # fmt: skip
             times["teardown"] = time.monotonic() - started - times["done"]
         finally:
@@ -195,7 +209,7 @@ class NodeCluster:
                 return error.status.code == 404
             return False
 
-        self._wait(gone, 120, f"namespace {namespace} gone", lambda: self.pods_seen(namespace))
+        wait_for(gone, 120, f"namespace {namespace} gone", lambda: self.pods_seen(namespace))
 
     # -- reading -----------------------------------------------------------------------------------------------
     def _node_ready(self) -> bool:
@@ -222,17 +236,6 @@ class NodeCluster:
 
     def report(self, namespace: str) -> str:
         return f"pods: {self.pods_seen(namespace)}\nagent log:\n{self.agent_tail(15)}"
-
-    @staticmethod
-    def _wait(check: Callable[[], Any], timeout: float, what: str, seen: Callable[[], Any]) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}; last saw:\n{seen()}")
-            time.sleep(0.2)
 
     # -- teardown ----------------------------------------------------------------------------------------------
     def _stop(self) -> None:
