@@ -100,6 +100,35 @@ def k8s_control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
     options = Options(scheduler=True, extra_controller_manager_args=FAST_NODE_MONITOR)
     with ControlPlane(binaries=k8s_binaries, options=options) as plane:
         yield plane
+        stuck = namespaces_terminating(plane, wait=60.0)
+        assert not stuck, (
+            f"namespaces left Terminating by the session's tests (a finalizer no operator clears; the namespace "
+            f"controller relists them for ever, loading the apiserver): {stuck}"
+        )
+
+
+def namespaces_terminating(plane: ControlPlane, *, wait: float) -> dict[str, list[str]]:
+    """Namespaces still Terminating after up to ``wait`` seconds, each with what its conditions say is left."""
+    import ssl
+
+    import httpx2
+
+    trusted = ssl.create_default_context(cafile=str(plane.ca_file))
+    auth = {"Authorization": f"Bearer {plane.token}"}
+    with httpx2.Client(base_url=plane.server, headers=auth, verify=trusted) as client:
+        deadline = time.monotonic() + wait
+        while True:
+            items = client.get("/api/v1/namespaces").raise_for_status().json().get("items") or []
+            stuck = {
+                ns["metadata"]["name"]: [
+                    str(c.get("message")) for c in ns["status"].get("conditions") or () if c.get("status") == "True"
+                ]
+                for ns in items
+                if (ns.get("status") or {}).get("phase") == "Terminating"
+            }
+            if not stuck or time.monotonic() >= deadline:
+                return stuck
+            time.sleep(1.0)
 
 
 @pytest.fixture(scope="session")

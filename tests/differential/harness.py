@@ -14,11 +14,12 @@ one is skipped and reported, identically for both operators.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,10 @@ from typing import Any
 import httpx2
 import yaml
 
+from kray.dev import kwok
 from kray.dev.compare import Snapshot, normalise_status
+from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
+from tests.operator.support import start_kray_operator
 
 RAY_KINDS = frozenset({"RayCluster", "RayJob", "RayService", "RayCronJob"})
 SNAPSHOT_KINDS = (
@@ -252,3 +256,93 @@ def new_namespace(api: Api, stem: str) -> str:
     name = f"{stem}-{secrets.token_hex(3)}"[:63].rstrip("-")
     api.create_namespace(name)
     return name
+
+
+RAY_PLURALS = ("rayclusters", "rayjobs", "rayservices")
+RELEASE_TIMEOUT = 90.0
+
+
+def release(api: Api, namespaces: Sequence[str]) -> None:
+    """Delete the run's namespaces once no operator runs: their ``ray.io`` objects' finalizers are cleared first,
+    as no operator is left to clear them, and the namespaces must be gone within RELEASE_TIMEOUT -- a namespace
+    left Terminating keeps the controller-manager's namespace controller listing every kind in it, several times
+    a second, for the rest of the session (measured: two thirds of a core of kube-apiserver)."""
+    for namespace in namespaces:
+        for plural in RAY_PLURALS:
+            response = api.client.get(f"/apis/ray.io/v1/namespaces/{namespace}/{plural}")
+            for obj in response.json().get("items", []) if response.status_code == 200 else ():
+                if obj["metadata"].get("finalizers"):
+                    api.client.patch(
+                        f"/apis/ray.io/v1/namespaces/{namespace}/{plural}/{obj['metadata']['name']}",
+                        content=b'{"metadata":{"finalizers":null}}',
+                        headers={"Content-Type": "application/merge-patch+json"},
+                    ).raise_for_status()
+        api.delete_namespace(namespace)
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    left = list(namespaces)
+    while left and time.monotonic() < deadline:
+        time.sleep(1.0)
+        left = [n for n in left if api.client.get(f"/api/v1/namespaces/{n}").status_code != 404]
+    if left:
+        status = api.client.get(f"/api/v1/namespaces/{left[0]}").json().get("status") or {}
+        saying = [c.get("message") for c in status.get("conditions") or () if c.get("status") == "True"]
+        raise AssertionError(
+            f"{len(left)} namespaces still there {RELEASE_TIMEOUT:.0f}s after deletion; {left[0]} says: {saying}"
+        )
+
+
+@contextlib.contextmanager
+def side_by_side(
+    *,
+    plane: Any,
+    binaries: Any,
+    api: Api,
+    log_dir: Path,
+    cases: Iterable[Case],
+    namespace_for: Callable[[Case, str], str | None],
+    node_names: str,
+    nodes: Sequence[Mapping[str, Any]],
+) -> Iterator[list[str]]:
+    """Both operators on the session plane: a namespace per case and role (``namespace_for`` names its stem, or
+    None to leave that role out), kwok nodes, KubeRay's operator on the ``kuberay*`` roles' namespaces and kray's
+    on the ``kray`` ones; yields every namespace. On exit both operators stop and everything made is released."""
+    namespaces: list[str] = []
+    made_nodes: list[str] = []
+    kuberay = kray = None
+    try:
+        watched: dict[str, list[str]] = {}
+        for case in cases:
+            for role in ("kuberay", "kray", "kuberay-again"):
+                stem = namespace_for(case, role)
+                if stem is not None:
+                    case.namespaces[role] = new_namespace(api, stem)
+                    namespaces.append(case.namespaces[role])
+                    watched.setdefault(role, []).append(case.namespaces[role])
+        plane.start_kwok()
+        for i, size in enumerate(nodes):
+            node = f"{node_names}-{secrets.token_hex(2)}-{i}"
+            api.client.post("/api/v1/nodes", json=kwok.node_manifest(node, **size)).raise_for_status()
+            made_nodes.append(node)
+        kuberay = KubeRayOperator(
+            kubeconfig=plane.kubeconfig,
+            binaries=binaries,
+            log_dir=log_dir,
+            options=KubeRayOptions(namespaces=tuple(watched.get("kuberay", []) + watched.get("kuberay-again", []))),
+        ).start()
+        kray = start_kray_operator(
+            kubeconfig=plane.kubeconfig,
+            log_dir=log_dir,
+            namespaces=watched.get("kray", []),
+            extra=["--enable-leader-election=false"],
+        )
+        yield namespaces
+    finally:
+        if kray is not None:
+            kray.kill()
+        if kuberay is not None:
+            kuberay.stop()
+        try:
+            release(api, namespaces)
+        finally:
+            for node in made_nodes:
+                api.client.delete(f"/api/v1/nodes/{node}")

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kray.dev import kwok
 from kray.dev.compare import Deliberate, Difference, compare, judge, load_deliberate
-from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
-from tests.differential.harness import Api, Case, apply_case, load_case, new_namespace, snapshot, wait_quiet
-from tests.operator.support import start_kray_operator
+from tests.differential.harness import Api, Case, apply_case, load_case, side_by_side, snapshot, wait_quiet
 
 # The module fixture (two operators, ~60 samples, until quiet) counts against the first test's timeout.
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -92,66 +88,45 @@ def run(
     k8s_control_plane: Any, ray_crds: Any, k8s_binaries: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     api = Api(server=k8s_control_plane.server, token=k8s_control_plane.token, ca_file=k8s_control_plane.ca_file)
-    logs = tmp_path_factory.mktemp("differential")
     cases = {path.name: load_case(path) for path in compared_samples()}
     roles = {"kuberay": "kr", "kray": "kx", "kuberay-again": "k2"}
-    namespaces: list[str] = []
-    nodes: list[str] = []
-    kuberay = kray = None
+
+    def namespace_for(case: Case, role: str) -> str | None:
+        if role == "kuberay-again" and case.name not in SELF_CHECK:
+            return None
+        return _stem(case.name, roles[role])
+
     try:
-        for case in cases.values():
-            for role, short in roles.items():
-                if role == "kuberay-again" and case.name not in SELF_CHECK:
-                    continue
-                case.namespaces[role] = new_namespace(api, _stem(case.name, short))
-                namespaces.append(case.namespaces[role])
-        k8s_control_plane.start_kwok()
-        for i in range(4):
-            node = f"kwok-diff-{secrets.token_hex(2)}-{i}"
-            manifest = kwok.node_manifest(node, cpu="2000", memory="16Ti", pods="1000", gpus=64)
-            api.client.post("/api/v1/nodes", json=manifest).raise_for_status()
-            nodes.append(node)
-        watched = {r: [c.namespaces[r] for c in cases.values() if r in c.namespaces] for r in roles}
-        kuberay = KubeRayOperator(
-            kubeconfig=k8s_control_plane.kubeconfig,
+        with side_by_side(
+            plane=k8s_control_plane,
             binaries=k8s_binaries,
-            log_dir=logs,
-            options=KubeRayOptions(namespaces=tuple(watched["kuberay"] + watched["kuberay-again"])),
-        ).start()
-        kray = start_kray_operator(
-            kubeconfig=k8s_control_plane.kubeconfig,
-            log_dir=logs,
-            namespaces=watched["kray"],
-            extra=["--enable-leader-election=false"],
-        )
-        result = Run(cases=cases)
-        for case in cases.values():
-            for role in case.namespaces:
-                errors = apply_case(api, case, role)
-                if errors:
-                    result.apply_errors.setdefault(case.name, []).extend(f"{role}: {e}" for e in errors)
-        result.quiet, result.waited = wait_quiet(api, namespaces, quiet_for=QUIET_FOR, timeout=300.0)
-        for case in cases.values():
-            shots = {role: snapshot(api, case, role) for role in case.namespaces}
-            result.differences[case.name] = compare(case.name, shots["kuberay"], shots["kray"])
-            if "kuberay-again" in shots:
-                result.self_differences[case.name] = compare(case.name, shots["kuberay"], shots["kuberay-again"])
-        dump = os.environ.get("KRAY_DIFFERENTIAL_DUMP")
-        if dump:  # every difference as JSON lines, for working through them
-            with open(dump, "w") as out:
-                for found in (*result.differences.values(), *result.self_differences.values()):
-                    for d in found:
-                        out.write(json.dumps(dataclasses.asdict(d), default=str) + "\n")
-        yield result
+            api=api,
+            log_dir=tmp_path_factory.mktemp("differential"),
+            cases=cases.values(),
+            namespace_for=namespace_for,
+            node_names="kwok-diff",
+            nodes=[{"cpu": "2000", "memory": "16Ti", "pods": "1000", "gpus": 64}] * 4,
+        ) as namespaces:
+            result = Run(cases=cases)
+            for case in cases.values():
+                for role in case.namespaces:
+                    errors = apply_case(api, case, role)
+                    if errors:
+                        result.apply_errors.setdefault(case.name, []).extend(f"{role}: {e}" for e in errors)
+            result.quiet, result.waited = wait_quiet(api, namespaces, quiet_for=QUIET_FOR, timeout=300.0)
+            for case in cases.values():
+                shots = {role: snapshot(api, case, role) for role in case.namespaces}
+                result.differences[case.name] = compare(case.name, shots["kuberay"], shots["kray"])
+                if "kuberay-again" in shots:
+                    result.self_differences[case.name] = compare(case.name, shots["kuberay"], shots["kuberay-again"])
+            dump = os.environ.get("KRAY_DIFFERENTIAL_DUMP")
+            if dump:  # every difference as JSON lines, for working through them
+                with open(dump, "w") as out:
+                    for found in (*result.differences.values(), *result.self_differences.values()):
+                        for d in found:
+                            out.write(json.dumps(dataclasses.asdict(d), default=str) + "\n")
+            yield result
     finally:
-        if kray is not None:
-            kray.kill()
-        if kuberay is not None:
-            kuberay.stop()
-        for namespace in namespaces:
-            api.delete_namespace(namespace)
-        for node in nodes:
-            api.client.delete(f"/api/v1/nodes/{node}")
         api.close()
 
 

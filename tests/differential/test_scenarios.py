@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from kray.dev import kwok
 from kray.dev.compare import Difference, compare, judge
-from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
-from tests.differential.harness import Api, Case, apply_case, new_namespace, snapshot, wait_quiet
+from tests.differential.harness import Api, Case, apply_case, side_by_side, snapshot, wait_quiet
 from tests.differential.test_samples import listed_differences
-from tests.operator.support import start_kray_operator
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -140,66 +136,47 @@ def run(
     k8s_control_plane: Any, ray_crds: Any, k8s_binaries: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Run]:
     api = Api(server=k8s_control_plane.server, token=k8s_control_plane.token, ca_file=k8s_control_plane.ca_file)
-    logs = tmp_path_factory.mktemp("scenarios")
     cases = {s.name: Case(name=s.name, documents=[copy.deepcopy(s.base)]) for s in SCENARIOS}
     roles = ("kuberay", "kray", "kuberay-again")
-    namespaces: list[str] = []
-    nodes: list[str] = []
-    kuberay = kray = None
+    shorts = {"kuberay": "kr", "kray": "kx", "kuberay-again": "k2"}
+
+    def namespace_for(case: Case, role: str) -> str:
+        return f"s-{shorts[role]}-{re.sub('[^a-z0-9]+', '-', case.name)[:30]}"
+
     try:
-        for case in cases.values():
-            for role in roles:
-                stem = f"s-{role.replace('kuberay-again', 'k2').replace('kuberay', 'kr').replace('kray', 'kx')}"
-                case.namespaces[role] = new_namespace(api, f"{stem}-{re.sub('[^a-z0-9]+', '-', case.name)[:30]}")
-                namespaces.append(case.namespaces[role])
-        k8s_control_plane.start_kwok()
-        for i in range(2):
-            node = f"kwok-scn-{secrets.token_hex(2)}-{i}"
-            manifest = kwok.node_manifest(node, cpu="1000", memory="8Ti", pods="1000")
-            api.client.post("/api/v1/nodes", json=manifest).raise_for_status()
-            nodes.append(node)
-        watched = {r: [c.namespaces[r] for c in cases.values()] for r in roles}
-        kuberay = KubeRayOperator(
-            kubeconfig=k8s_control_plane.kubeconfig,
+        with side_by_side(
+            plane=k8s_control_plane,
             binaries=k8s_binaries,
-            log_dir=logs,
-            options=KubeRayOptions(namespaces=tuple(watched["kuberay"] + watched["kuberay-again"])),
-        ).start()
-        kray = start_kray_operator(
-            kubeconfig=k8s_control_plane.kubeconfig, log_dir=logs, namespaces=watched["kray"],
-            extra=["--enable-leader-election=false"],
-        )  # fmt: skip
-        for case in cases.values():
-            for role in roles:
-                assert not apply_case(api, case, role)
-        result = Run()
-        quiet, waited = wait_quiet(api, namespaces, quiet_for=8.0, timeout=180.0)
-        assert quiet, f"the base manifests never settled ({waited:.0f}s)"
-        steps = max(len(s.steps) for s in SCENARIOS)
-        for step in range(steps):
-            for scenario in SCENARIOS:
-                if step < len(scenario.steps):
-                    for role in roles:
-                        scenario.steps[step](api, cases[scenario.name].namespaces[role])
-            quiet, waited = wait_quiet(api, namespaces, quiet_for=35.0 if step == steps - 1 else 8.0, timeout=240.0)
-            assert quiet, f"step {step + 1} never settled ({waited:.0f}s)"
-            for scenario in SCENARIOS:
-                if step < len(scenario.steps):
-                    case = cases[scenario.name]
-                    shots = {role: snapshot(api, case, role) for role in roles}
-                    label = f"{scenario.name}@{step + 1}"
-                    result.differences[label] = compare(scenario.name, shots["kuberay"], shots["kray"])
-                    result.self_differences += compare(label, shots["kuberay"], shots["kuberay-again"])
-        yield result
+            api=api,
+            log_dir=tmp_path_factory.mktemp("scenarios"),
+            cases=cases.values(),
+            namespace_for=namespace_for,
+            node_names="kwok-scn",
+            nodes=[{"cpu": "1000", "memory": "8Ti", "pods": "1000"}] * 2,
+        ) as namespaces:
+            for case in cases.values():
+                for role in roles:
+                    assert not apply_case(api, case, role)
+            result = Run()
+            quiet, waited = wait_quiet(api, namespaces, quiet_for=8.0, timeout=180.0)
+            assert quiet, f"the base manifests never settled ({waited:.0f}s)"
+            steps = max(len(s.steps) for s in SCENARIOS)
+            for step in range(steps):
+                for scenario in SCENARIOS:
+                    if step < len(scenario.steps):
+                        for role in roles:
+                            scenario.steps[step](api, cases[scenario.name].namespaces[role])
+                quiet, waited = wait_quiet(api, namespaces, quiet_for=35.0 if step == steps - 1 else 8.0, timeout=240.0)
+                assert quiet, f"step {step + 1} never settled ({waited:.0f}s)"
+                for scenario in SCENARIOS:
+                    if step < len(scenario.steps):
+                        case = cases[scenario.name]
+                        shots = {role: snapshot(api, case, role) for role in roles}
+                        label = f"{scenario.name}@{step + 1}"
+                        result.differences[label] = compare(scenario.name, shots["kuberay"], shots["kray"])
+                        result.self_differences += compare(label, shots["kuberay"], shots["kuberay-again"])
+            yield result
     finally:
-        if kray is not None:
-            kray.kill()
-        if kuberay is not None:
-            kuberay.stop()
-        for namespace in namespaces:
-            api.delete_namespace(namespace)
-        for node in nodes:
-            api.client.delete(f"/api/v1/nodes/{node}")
         api.close()
 
 

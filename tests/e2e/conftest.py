@@ -1,4 +1,4 @@
-"""The end-to-end cluster, once per session: a control plane of its own (controller-manager and scheduler, no
+"""The end-to-end cluster, once for the package (torn down when its last test is done, so it loads no other test): a control plane of its own (controller-manager and scheduler, no
 kwok: every pod lands on the agent), a ``kray dev node`` agent with a pod CIDR (each pod in its own network
 namespace), and kray's operator installed with its chart (its CRDs applied first), running as a pod on that node with
 leader election on -- only pods resolve ``<svc>.<ns>.svc.cluster.local``, and the operator dials dashboards so.
@@ -81,7 +81,7 @@ def _uninstall_operator(e2e: E2E) -> None:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e(k8s_binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     t0 = time.monotonic()
     prefix = f"ke{secrets.token_hex(3)}"
