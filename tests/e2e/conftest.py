@@ -1,7 +1,8 @@
-"""The end-to-end cluster, once for the package (torn down when its last test is done, so it loads no other test): a control plane of its own (controller-manager and scheduler, no
-kwok: every pod lands on the agent), a ``kray dev node`` agent with a pod CIDR (each pod in its own network
-namespace), and kray's operator installed with its chart (its CRDs applied first), running as a pod on that node with
-leader election on -- only pods resolve ``<svc>.<ns>.svc.cluster.local``, and the operator dials dashboards so.
+"""The end-to-end cluster, once for the package (torn down after its last test, so it loads no other test): a
+control plane of its own (controller-manager and scheduler, no kwok: every pod lands on the agent), a ``kray dev
+node`` agent with a pod CIDR (each pod in its own network namespace), and kray's operator installed with its chart
+(its CRDs applied first), running as a pod on that node with leader election on -- only pods resolve
+``<svc>.<ns>.svc.cluster.local``, and the operator dials dashboards so.
 
 Teardown uninstalls the chart, stops the agent with SIGTERM, and asserts that nothing of it is left: no process
 of its pods, no network namespace, link or route carrying its prefix.
