@@ -47,6 +47,7 @@ from kray._ray.dashboard_protocol import (
     RetryPolicy,
     VersionInfo,
 )
+from kray._tls import trusted_context
 from kray.api.v1.enums import JobStatus
 
 __all__ = [
@@ -168,6 +169,7 @@ class _Base:
             "auth": _TokenAuth(self._token) if self._token else None,
             "timeout": httpx2.Timeout(self._timeout),
             "trust_env": False,
+            "verify": trusted_context(trust_env=False),
             "follow_redirects": False,
         }
 

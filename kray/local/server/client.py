@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import httpx2
 
+from kray._tls import trusted_context
 from kray.local.server.wire import collection_path, error_from_status, object_path
 from kray.store import Obj, ObjectList, Propagation, Resource, WatchEvent, WatchEventType
 from kray.store import meta as m
@@ -28,6 +29,7 @@ class HttpStore:
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx2.Timeout(timeout, read=None),
             transport=transport,
+            verify=trusted_context(trust_env=True),
         )
 
     def __repr__(self) -> str:  # never show the token
