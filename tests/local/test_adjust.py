@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kray.controllers.common.pod import build_worker_pod
 from kray.local.adjust import ClusterPorts, NodePorts, adjust_head_service, adjust_pod, adjust_ray_start
 
 CLUSTER = ClusterPorts(
@@ -252,3 +258,38 @@ def test_kuberays_autoscaler_sidecar_is_left_out_and_other_sidecars_stay() -> No
         manifest["spec"]["containers"][0]["name"],
         "autoscaler-logs",
     ]
+
+
+def test_wait_gcs_ready_runs_ray_health_check_only_once_the_gcs_port_accepts(tmp_path: Path) -> None:
+    """KubeRay's loop, as adjusted, run by bash: ``ray`` (here a recorder on PATH) is not started while the head's
+    GCS port refuses connections, and once it accepts, one health check ends the wait."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]  # bound, not listening yet: connections are refused
+    cluster = dataclasses.replace(CLUSTER, gcs=port)
+    worker = adjust_pod(
+        build_worker_pod(cluster=_cluster(None), group=_cluster(None).spec.worker_group_specs[0], replica_index=0),
+        head=False,
+        cluster=cluster,
+        node=NODE,
+        auth_secret="c",
+    )
+    (wait,) = worker["spec"]["initContainers"]
+    calls = tmp_path / "calls"
+    stub = tmp_path / "bin" / "ray"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    stub.chmod(0o755)
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    script = subprocess.Popen(["bash", "-c", "\n".join(wait["args"])], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)  # two and a half turns of the loop with the port closed
+        assert not calls.exists(), f"ray health-check ran while the GCS port refused: {calls.read_text()}"
+        listener.listen()
+        out, _ = script.communicate(timeout=15)
+    finally:
+        script.kill()
+        listener.close()
+    assert script.returncode == 0, out
+    assert "GCS is ready." in out
+    assert calls.read_text().splitlines() == [f"health-check --address 127.0.0.1:{port}"]
