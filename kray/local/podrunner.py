@@ -316,10 +316,12 @@ class PodRunner:
             log.warning("podrunner.stop_failed", pod=stopping.pod.name, error=repr(error))
         if self.ports is not None and stopping.pod.port_owner:
             self.ports.release(stopping.pod.port_owner)
-        await self._clean_up(stopping.pod.pod)
         await self.sandboxes.remove(stopping.pod.pod)
         if pod is not None and _uid(pod) == stopping.uid and self.policy.held(pod):
             await self.policy.release(self.store, pod)
+        # After the release: a cluster's temp dir never goes while one of its pods is still listed (killed in
+        # between, the next start removes the dirs no listed pod names).
+        await self._clean_up(stopping.pod.pod)
         leaving = _temp_dir_of(stopping.pod.pod)
         others = [s for s in self._stopping.values() if s is not stopping]
         if leaving and all(_temp_dir_of(s.pod.pod) != leaving for s in others):
