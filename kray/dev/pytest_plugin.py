@@ -100,7 +100,7 @@ def k8s_control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
     options = Options(scheduler=True, extra_controller_manager_args=FAST_NODE_MONITOR)
     with ControlPlane(binaries=k8s_binaries, options=options) as plane:
         yield plane
-        stuck = namespaces_terminating(plane, wait=60.0)
+        stuck = namespaces_terminating(plane, wait=150.0)  # pod GC lets pods of deleted kwok nodes go after ~40 s
         assert not stuck, (
             f"namespaces left Terminating by the session's tests (a finalizer no operator clears; the namespace "
             f"controller relists them for ever, loading the apiserver): {stuck}"
