@@ -204,6 +204,28 @@ def fresh_namespace(k8s_client: Client, name: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(ApiError):
             k8s_client.delete(Namespace, name)
+        _let_ray_objects_go(k8s_client, name)
+
+
+def _let_ray_objects_go(k8s_client: Client, namespace: str) -> None:
+    """Clear the finalizers of the namespace's ``ray.io`` objects: the test's operator is gone, and a finalizer no
+    one clears keeps the namespace Terminating, relisted by the namespace controller for the rest of the session."""
+    from lightkube import ApiError
+    from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.types import PatchType
+
+    for kind, plural in (("RayCluster", "rayclusters"), ("RayJob", "rayjobs"), ("RayService", "rayservices")):
+        resource = create_namespaced_resource("ray.io", "v1", kind, plural)
+        with contextlib.suppress(ApiError):  # no such CRD in this session, or the object went meanwhile
+            for obj in k8s_client.list(resource, namespace=namespace):
+                if obj.metadata is not None and obj.metadata.finalizers and obj.metadata.name:
+                    k8s_client.patch(
+                        resource,
+                        obj.metadata.name,
+                        {"metadata": {"finalizers": None}},
+                        namespace=namespace,
+                        patch_type=PatchType.MERGE,
+                    )
 
 
 @pytest.fixture
