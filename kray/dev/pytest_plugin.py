@@ -204,11 +204,11 @@ def fresh_namespace(k8s_client: Client, name: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(ApiError):
             k8s_client.delete(Namespace, name)
-        _let_ray_objects_go(k8s_client, name)
+        let_ray_objects_go(k8s_client, name)
 
 
-def _let_ray_objects_go(k8s_client: Client, namespace: str) -> None:
-    """Clear the finalizers of the namespace's ``ray.io`` objects: the test's operator is gone, and a finalizer no
+def let_ray_objects_go(k8s_client: Client, namespace: str) -> None:
+    """Clear the finalizers of the namespace's ``ray.io`` objects: the test's operators are gone, and a finalizer no
     one clears keeps the namespace Terminating, relisted by the namespace controller for the rest of the session."""
     from lightkube import ApiError
     from lightkube.generic_resource import create_namespaced_resource

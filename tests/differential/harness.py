@@ -30,6 +30,7 @@ import yaml
 from kray.dev import kwok
 from kray.dev.compare import Snapshot, normalise_status
 from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
+from kray.dev.pytest_plugin import let_ray_objects_go
 from tests.operator.support import start_kray_operator
 
 RAY_KINDS = frozenset({"RayCluster", "RayJob", "RayService", "RayCronJob"})
@@ -258,25 +259,16 @@ def new_namespace(api: Api, stem: str) -> str:
     return name
 
 
-RAY_PLURALS = ("rayclusters", "rayjobs", "rayservices")
 RELEASE_TIMEOUT = 90.0
 
 
-def release(api: Api, namespaces: Sequence[str]) -> None:
+def release(api: Api, k8s_client: Any, namespaces: Sequence[str]) -> None:
     """Delete the run's namespaces once no operator runs: their ``ray.io`` objects' finalizers are cleared first,
     as no operator is left to clear them, and the namespaces must be gone within RELEASE_TIMEOUT -- a namespace
     left Terminating keeps the controller-manager's namespace controller listing every kind in it, several times
     a second, for the rest of the session (measured: two thirds of a core of kube-apiserver)."""
     for namespace in namespaces:
-        for plural in RAY_PLURALS:
-            response = api.client.get(f"/apis/ray.io/v1/namespaces/{namespace}/{plural}")
-            for obj in response.json().get("items", []) if response.status_code == 200 else ():
-                if obj["metadata"].get("finalizers"):
-                    api.client.patch(
-                        f"/apis/ray.io/v1/namespaces/{namespace}/{plural}/{obj['metadata']['name']}",
-                        content=b'{"metadata":{"finalizers":null}}',
-                        headers={"Content-Type": "application/merge-patch+json"},
-                    ).raise_for_status()
+        let_ray_objects_go(k8s_client, namespace)
         api.delete_namespace(namespace)
     deadline = time.monotonic() + RELEASE_TIMEOUT
     left = list(namespaces)
@@ -297,6 +289,7 @@ def side_by_side(
     plane: Any,
     binaries: Any,
     api: Api,
+    k8s_client: Any,
     log_dir: Path,
     cases: Iterable[Case],
     namespace_for: Callable[[Case, str], str | None],
@@ -342,7 +335,7 @@ def side_by_side(
         if kuberay is not None:
             kuberay.stop()
         try:
-            release(api, namespaces)
+            release(api, k8s_client, namespaces)
         finally:
             for node in made_nodes:
                 api.client.delete(f"/api/v1/nodes/{node}")

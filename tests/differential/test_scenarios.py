@@ -133,7 +133,11 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(
-    k8s_control_plane: Any, ray_crds: Any, k8s_binaries: Any, tmp_path_factory: pytest.TempPathFactory
+    k8s_control_plane: Any,
+    k8s_client: Any,
+    ray_crds: Any,
+    k8s_binaries: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Run]:
     api = Api(server=k8s_control_plane.server, token=k8s_control_plane.token, ca_file=k8s_control_plane.ca_file)
     cases = {s.name: Case(name=s.name, documents=[copy.deepcopy(s.base)]) for s in SCENARIOS}
@@ -148,6 +152,7 @@ def run(
             plane=k8s_control_plane,
             binaries=k8s_binaries,
             api=api,
+            k8s_client=k8s_client,
             log_dir=tmp_path_factory.mktemp("scenarios"),
             cases=cases.values(),
             namespace_for=namespace_for,
