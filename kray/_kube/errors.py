@@ -5,7 +5,9 @@ in the response body or as the ``ERROR`` event of a watch. :func:`error_from_sta
 the store error a controller handles; :func:`map_errors` wraps every request, so no caller ever sees
 ``httpx2`` or ``lightkube`` exceptions:
 
-* 404 NotFound; 409 AlreadyExists or Conflict (by ``reason``); 410 Gone; 403/401 Forbidden;
+* 404 NotFound, or KindNotServed when the server has no such resource at all (a CRD not installed:
+  its Status names no object, "the server could not find the requested resource");
+* 409 AlreadyExists or Conflict (by ``reason``); 410 Gone; 403/401 Forbidden;
 * 422 Invalid, with one FieldError per cause (``field`` is the path, as kray's own validation);
 * 400 Invalid: ``fieldValidation=Strict`` refusals ("unknown field") become FieldErrors too;
 * 504 "Too large resource version" Gone (a watch from a version the server has not reached: relist);
@@ -28,9 +30,20 @@ from typing import Any
 import httpx2
 
 from kray.api.errors import FieldError
-from kray.store.errors import AlreadyExists, Conflict, Forbidden, Gone, Invalid, NotFound, StoreError, Unavailable
+from kray.store.errors import (
+    AlreadyExists,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KindNotServed,
+    NotFound,
+    StoreError,
+    Unavailable,
+)
 
 _UNKNOWN_FIELD = re.compile(r'unknown field "([^"]+)"')
+_NO_RESOURCE = "the server could not find the requested resource"
 
 
 def _field_errors(status: Mapping[str, Any]) -> list[FieldError]:
@@ -54,7 +67,9 @@ def error_from_status(status: Mapping[str, Any]) -> StoreError:
     reason = status.get("reason")
     message = str(status.get("message") or reason or f"HTTP {code}")
     if code == 404:
-        return NotFound(message)
+        details = status.get("details")
+        named = isinstance(details, Mapping) and bool(details.get("name"))
+        return NotFound(message) if named or _NO_RESOURCE not in message else KindNotServed(message)
     if code == 409:
         return AlreadyExists(message) if reason == "AlreadyExists" else Conflict(message)
     if code == 410:
@@ -88,7 +103,10 @@ def error_from_response(response: httpx2.Response) -> StoreError:
     except (json.JSONDecodeError, UnicodeDecodeError, httpx2.ResponseNotRead):
         body = None
     if not isinstance(body, Mapping) or body.get("kind") != "Status":
-        body = {"code": response.status_code, "message": f"HTTP {response.status_code}: {response.text[:200]}"}
+        text = response.text[:200]
+        if response.status_code == 404 and "page not found" in text:
+            text = _NO_RESOURCE  # the mux's own answer: no handler serves that path
+        body = {"code": response.status_code, "message": f"HTTP {response.status_code}: {text}"}
     return error_from_status({**body, "code": response.status_code})
 
 

@@ -18,7 +18,7 @@ from rich.markup import escape
 
 from kray.cli.client import local_paths, with_store
 from kray.cli.fit import refuse_unfit
-from kray.store import EVENT, NAMESPACE, POD, RAYCLUSTER, RAYJOB, Resource
+from kray.store import EVENT, NAMESPACE, POD, RAYCLUSTER, RAYJOB, RAYSERVICE, Resource
 from kray.store.errors import NotFound, StoreError
 
 if TYPE_CHECKING:  # every command module is imported to register it: implementations load inside the commands
@@ -48,6 +48,10 @@ KINDS: dict[str, Resource] = {
     "jobs": RAYJOB,
     "rayjob": RAYJOB,
     "rayjobs": RAYJOB,
+    "service": RAYSERVICE,
+    "services": RAYSERVICE,
+    "rayservice": RAYSERVICE,
+    "rayservices": RAYSERVICE,
     "namespace": NAMESPACE,
     "namespaces": NAMESPACE,
     "ns": NAMESPACE,
@@ -72,7 +76,7 @@ def resource(kind: str) -> Resource:
     try:
         return KINDS[kind.lower()]
     except KeyError:
-        raise fail(f"unknown kind {kind!r}; expected clusters, jobs or namespaces", EXIT_INVALID) from None
+        raise fail(f"unknown kind {kind!r}; expected clusters, jobs, services or namespaces", EXIT_INVALID) from None
 
 
 # -- server ----------------------------------------------------------------------------------------------
@@ -121,16 +125,42 @@ def apply(
     from kray.cli.documents import read_manifests, store_all
 
     manifests = read_manifests(filenames, namespace=namespace)
-    if any(p.resource in (RAYCLUSTER, RAYJOB) for p in manifests.planned):
+    if any(p.resource in (RAYCLUSTER, RAYJOB, RAYSERVICE) for p in manifests.planned):
         require_ray()
     refuse_unfit(list(manifests.documents), source=", ".join(filenames))
 
+    def say(line: str) -> None:
+        out.print(line, highlight=False, markup=False)
+
     async def run(store: HttpStore) -> None:
-        await store_all(store, manifests.planned, say=lambda line: out.print(line, highlight=False, markup=False))
+        await store_all(store, manifests.planned, say=say)
+        services = [p for p in manifests.planned if p.resource is RAYSERVICE]
+        for item in services:
+            say(await _serve_address_line(store, item.name, item.namespace or "default"))
 
     _call(run)
     for line in manifests.skipped:
         out.print(line, highlight=False, markup=False)
+
+
+SERVE_ADDRESS_WAIT = 5.0
+"""How long ``kray apply`` waits for a new RayService's serve address (reserved within ms of storing it)."""
+
+
+async def _serve_address_line(store: HttpStore, name: str, namespace: str) -> str:
+    """``rayservice/<name> serve address: http://127.0.0.1:<port>``, once the server reserved it."""
+    import asyncio
+
+    from kray.cli.render import serve_url
+
+    deadline = time.monotonic() + SERVE_ADDRESS_WAIT
+    while True:
+        url = serve_url(await store.get(RAYSERVICE, name, namespace=namespace))
+        if url != "-":
+            return f"rayservice/{name} serve address: {url}"
+        if time.monotonic() >= deadline:
+            return f"rayservice/{name} serve address: not reserved yet (see kray get services)"
+        await asyncio.sleep(0.1)
 
 
 def _call(action: Any) -> Any:
@@ -141,14 +171,15 @@ def _call(action: Any) -> Any:
 
 
 def get(
-    kind: Annotated[str, typer.Argument(help="clusters, jobs or namespaces")],
+    kind: Annotated[str, typer.Argument(help="clusters, jobs, services or namespaces")],
     name: Annotated[str | None, typer.Argument(help="Only this object.")] = None,
     namespace: Namespace = "default",
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
     output: Output = "table",
 ) -> None:
-    """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone) or namespaces."""
-    from kray.cli.render import cluster_table, job_rows, job_table
+    """List RayClusters, RayJobs (finished ones included, even when their RayJob is gone), RayServices (with
+    their local serve addresses) or namespaces."""
+    from kray.cli.render import cluster_table, job_rows, job_table, service_table
 
     if output not in OUTPUTS:
         raise fail(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}", EXIT_INVALID)
@@ -196,6 +227,11 @@ def get(
             err.print(f"No RayClusters found in {ns or 'any namespace'}.")
             return
         sys.stdout.write(cluster_table(items, now=now, wide=output == "wide") + "\n")  # never cut to the terminal
+    elif target is RAYSERVICE:
+        if not items:
+            err.print(f"No RayServices found in {ns or 'any namespace'}.")
+            return
+        sys.stdout.write(service_table(items, now=now) + "\n")
     else:
         rows = job_rows(items, history)
         if not rows:
@@ -205,14 +241,16 @@ def get(
 
 
 def describe(
-    kind: Annotated[str, typer.Argument(help="cluster or job")],
+    kind: Annotated[str, typer.Argument(help="cluster, job or service")],
     name: Annotated[str, typer.Argument()],
     namespace: Namespace = "default",
 ) -> None:
-    """Show an object, its status and its recent events."""
+    """Show an object, its status and its recent events; for a RayService also its serve address, clusters,
+    applications and the Serve config changes history keeps."""
     import yaml
 
     target = resource(kind)
+    changes: list[dict[str, Any]] = []
 
     async def run(store: HttpStore) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         obj = await store.get(target, name, namespace=namespace)
@@ -224,6 +262,9 @@ def describe(
         pods = []
         if target is RAYCLUSTER:
             pods = (await store.list(POD, namespace=namespace, label_selector=f"ray.io/cluster={name}")).items
+        if target is RAYSERVICE:
+            params = {"namespace": namespace, "name": name}
+            changes.extend(await store.request("GET", "/kray/v1/history/services", params=params))
         return obj, events, pods
 
     obj, events, pods = _call(run)
@@ -232,6 +273,10 @@ def describe(
         out.print("Pods:", style="bold")
         for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
             out.print(f"  {_pod_line(pod)}", highlight=False, markup=False)
+    if target is RAYSERVICE:
+        from kray.cli.render import service_summary
+
+        out.print(service_summary(obj, changes), highlight=False, markup=False)
     out.print("Events:", style="bold")
     for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
         out.print(
@@ -245,8 +290,10 @@ def _pod_line(pod: dict[str, Any]) -> str:
     """name, node type, phase, readiness, restarts, and why a container is not running (as kubectl shows it)."""
     meta, status = pod["metadata"], pod.get("status") or {}
     node_type = (meta.get("labels") or {}).get("ray.io/node-type", "?")
-    containers = status.get("containerStatuses") or [{}]
-    ray = containers[0]
+    # The Ray container is the spec's first; statuses are sorted by name (an autoscaler sidecar may come first).
+    ray_name = ((pod.get("spec") or {}).get("containers") or [{}])[0].get("name")
+    containers = status.get("containerStatuses") or ()
+    ray = next((c for c in containers if c.get("name") == ray_name), containers[0] if containers else {})
     state = ray.get("state") or {}
     why = (state.get("waiting") or state.get("terminated") or {}).get("reason") or ""
     message = ((state.get("waiting") or state.get("terminated") or {}).get("message") or "").strip().splitlines()
@@ -255,7 +302,7 @@ def _pod_line(pod: dict[str, Any]) -> str:
     line += f"restarts={ray.get('restartCount', 0):<3} {why}"
     line = f"{line}: {message[-1]}" if why and message else line
     inits = [("init", entry) for entry in status.get("initContainerStatuses") or ()]
-    others = [*inits, *(("container", entry) for entry in containers[1:])]
+    others = [*inits, *(("container", entry) for entry in containers if entry is not ray)]
     return line + "".join(f"\n    {kind:<9} {_container_line(entry)}" for kind, entry in others)
 
 
@@ -270,13 +317,13 @@ def _container_line(entry: dict[str, Any]) -> str:
 
 
 def delete(
-    kind: Annotated[str, typer.Argument(help="cluster, job or namespace")],
+    kind: Annotated[str, typer.Argument(help="cluster, job, service or namespace")],
     name: Annotated[str, typer.Argument()],
     namespace: Namespace = "default",
     wait: Annotated[bool, typer.Option(help="Wait until it and its Ray processes are gone.")] = True,
 ) -> None:
-    """Delete a RayCluster, a RayJob, or a namespace with everything in it; pods (Ray processes) go with
-    them. Job history stays."""
+    """Delete a RayCluster, a RayJob, a RayService (its clusters and its serve address go with it), or a
+    namespace with everything in it; pods (Ray processes) go with them. Job and Serve config history stay."""
     target = resource(kind)
     scope = namespace if target.namespaced else None
 

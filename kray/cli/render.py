@@ -147,3 +147,93 @@ def job_table(rows: list[dict[str, str]], *, now: datetime, wide: bool = False) 
             cells += [row["namespace"], row["submission"], entry or "-"]
         lines.append(cells)
     return _table(columns, lines)
+
+
+# -- RayServices -------------------------------------------------------------------------------------
+
+
+def _condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or () if c.get("type") == type_), {})
+
+
+def service_state(service: dict[str, Any]) -> str:
+    """Ready, else the Ready condition's reason (KubeRay's: Initializing, ZeroServeEndpoints, ...); Suspended or
+    Suspending when so; ``(upgrading)`` while UpgradeInProgress is True."""
+    status = service.get("status") or {}
+    if (service.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    for type_ in ("Suspended", "Suspending"):
+        if _condition(status, type_).get("status") == "True":
+            return type_
+    ready = _condition(status, "Ready")
+    state = "Ready" if ready.get("status") == "True" else ready.get("reason") or "-"
+    return f"{state} (upgrading)" if _condition(status, "UpgradeInProgress").get("status") == "True" else state
+
+
+def serve_url(service: dict[str, Any]) -> str:
+    from kray.local.serve_routes import serve_address
+
+    address = serve_address(service)
+    return f"http://{address}" if address else "-"
+
+
+def service_table(services: list[dict[str, Any]], *, now: datetime) -> str:
+    columns = ["NAME", "NAMESPACE", "STATUS", "ACTIVE CLUSTER", "PENDING CLUSTER", "SERVE ADDRESS", "AGE"]
+    rows = []
+    for service in services:
+        meta, status = service["metadata"], service.get("status") or {}
+        rows.append(
+            [
+                meta["name"],
+                meta.get("namespace", ""),
+                service_state(service),
+                (status.get("activeServiceStatus") or {}).get("rayClusterName") or "-",
+                (status.get("pendingServiceStatus") or {}).get("rayClusterName") or "-",
+                serve_url(service),
+                age(meta.get("creationTimestamp"), now=now),
+            ]
+        )
+    return _table(columns, rows)
+
+
+def _cluster_lines(role: str, cluster: dict[str, Any]) -> list[str]:
+    name = cluster.get("rayClusterName")
+    if not name:
+        return [f"  {role}: -"]
+    extra = [
+        f"{label} {cluster[key]}%"
+        for key, label in (("trafficRoutedPercent", "traffic"), ("targetCapacity", "capacity"))
+        if cluster.get(key) is not None
+    ]
+    lines = [f"  {role}: {name}" + (f" ({', '.join(extra)})" if extra else "")]
+    for app_name, app in sorted((cluster.get("applicationStatuses") or {}).items()):
+        lines.append(f"    app {app_name}: {app.get('status', '?')}" + _said(app.get("message")))
+        for deployment, state in sorted((app.get("serveDeploymentStatuses") or {}).items()):
+            lines.append(f"      {deployment}: {state.get('status', '?')}" + _said(state.get("message")))
+    return lines
+
+
+def _said(message: str | None) -> str:
+    first = (message or "").strip().splitlines()
+    return f" -- {first[0]}" if first else ""
+
+
+def service_summary(service: dict[str, Any], changes: list[dict[str, Any]]) -> str:
+    """``kray describe service``'s summary: address, state, conditions, both clusters with their applications
+    and deployments, and the Serve config changes history keeps (oldest first)."""
+    status = service.get("status") or {}
+    lines = [f"Serve address: {serve_url(service)}", f"Status: {service_state(service)}", "Conditions:"]
+    for condition in status.get("conditions") or ():
+        lines.append(
+            f"  {condition.get('type')}={condition.get('status')} {condition.get('reason', '')}"
+            + _said(condition.get("message"))
+        )
+    lines.append("Clusters:")
+    lines += _cluster_lines("active", status.get("activeServiceStatus") or {})
+    lines += _cluster_lines("pending", status.get("pendingServiceStatus") or {})
+    lines.append("Serve config changes:")
+    if not changes:
+        lines.append("  -")
+    for change in changes:
+        lines.append(f"  {change['time']}  {change['cluster']}  {change['config_hash']}  {change['summary']}")
+    return "\n".join(lines)

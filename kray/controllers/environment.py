@@ -12,9 +12,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from kray.api.v1.raycluster import RayCluster
+from kray.controllers.common._k8s import find_container_port
 from kray.controllers.common.names import fqdn, head_service_name
 from kray.controllers.common.options import DEFAULT_OPTIONS, PodBuildOptions
-from kray.store import Obj, Store
+from kray.store import Obj, Resource, Store
+
+ENDPOINT_SLICE = Resource("discovery.k8s.io/v1", "EndpointSlice", "endpointslices")
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 class ClusterEnvironment(Protocol):
@@ -47,6 +51,18 @@ class ClusterEnvironment(Protocol):
 
     def release(self, *, namespace: str, name: str) -> None:
         """Forget what was reserved for a cluster that is gone."""
+        ...
+
+    def serve_proxy_address(self, *, cluster: RayCluster, head_pod: Mapping[str, Any]) -> str | None:
+        """``host:port`` of the head pod's Serve proxy, as the control plane reaches it (None: not known yet)."""
+        ...
+
+    def serve_config(self, *, cluster: RayCluster, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The Serve config to PUT to this cluster's dashboard (where the proxies must listen here)."""
+        ...
+
+    async def serve_endpoints(self, *, store: Store, service: Mapping[str, Any]) -> int:
+        """Ready pods behind a serve Service: KubeRay's ``numServeEndpoints``."""
         ...
 
 
@@ -94,6 +110,34 @@ class KubernetesEnvironment:
 
     def release(self, *, namespace: str, name: str) -> None:
         return None
+
+    def serve_proxy_address(self, *, cluster: RayCluster, head_pod: Mapping[str, Any]) -> str | None:
+        """KubeRay's ``updateHeadPodServeLabel``: the pod IP and the head container's ``serve`` port (8000)."""
+        ip = (head_pod.get("status") or {}).get("podIP")
+        if not ip:
+            return None
+        containers = (head_pod.get("spec") or {}).get("containers") or [{}]
+        return f"{ip}:{find_container_port(containers[0], 'serve', self.options.ports.serve)}"
+
+    def serve_config(self, *, cluster: RayCluster, config: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(config)
+
+    async def serve_endpoints(self, *, store: Store, service: Mapping[str, Any]) -> int:
+        """``calculateNumServeEndpointsFromSlices``: unique pod UIDs of the ready endpoints of the Service's
+        EndpointSlices (a dual-stack pod is in two slices, counted once)."""
+        meta = service.get("metadata") or {}
+        slices = await store.list(
+            ENDPOINT_SLICE,
+            namespace=meta.get("namespace"),
+            label_selector=f"{SERVICE_NAME_LABEL}={meta.get('name')}",
+        )
+        ready: set[str] = set()
+        for endpoint_slice in slices.items:
+            for endpoint in endpoint_slice.get("endpoints") or ():
+                uid = (endpoint.get("targetRef") or {}).get("uid")
+                if (endpoint.get("conditions") or {}).get("ready") is True and uid:
+                    ready.add(str(uid))
+        return len(ready)
 
 
 def cluster_head_service_name(cluster: RayCluster) -> str:

@@ -154,12 +154,26 @@ def crd_dir(config: pytest.Config) -> Path:
 @pytest.fixture(scope="session")
 def ray_crds(request: pytest.FixtureRequest, k8s_client: Client) -> list[str]:
     """Install the ray.io CRDs by server-side apply and wait until Established; yields their names."""
-    from lightkube import codecs
-    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
-
     files = sorted(crd_dir(request.config).glob("*.yaml"))
     if not files:
         raise FileNotFoundError(f"no CRD manifests in {crd_dir(request.config)}; generate them first")
+    return install_crds(k8s_client, files)
+
+
+@pytest.fixture(scope="session")
+def gateway_crds(k8s_client: Client) -> list[str]:
+    """Install the Gateway API CRDs of ``sigs.k8s.io/gateway-api`` v1.4.0 (KubeRay v1.5.0's; fetched through the
+    Go module proxy into the Go module cache on first use) and wait until Established; yields their names."""
+    from kray.dev.gateway_api import crd_files
+
+    return install_crds(k8s_client, crd_files())
+
+
+def install_crds(k8s_client: Client, files: list[Path]) -> list[str]:
+    """Server-side apply every CustomResourceDefinition in ``files``; wait until each is Established."""
+    from lightkube import codecs
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
     names: list[str] = []
     for f in files:
         for obj in codecs.load_all_yaml(f.read_text()):
@@ -210,13 +224,15 @@ def fresh_namespace(k8s_client: Client, name: str) -> Iterator[str]:
 def let_ray_objects_go(k8s_client: Client, namespace: str) -> None:
     """Clear the finalizers of the namespace's ``ray.io`` objects: the test's operators are gone, and a finalizer no
     one clears keeps the namespace Terminating, relisted by the namespace controller for the rest of the session."""
+    import httpx2
     from lightkube import ApiError
     from lightkube.generic_resource import create_namespaced_resource
     from lightkube.types import PatchType
 
     for kind, plural in (("RayCluster", "rayclusters"), ("RayJob", "rayjobs"), ("RayService", "rayservices")):
         resource = create_namespaced_resource("ray.io", "v1", kind, plural)
-        with contextlib.suppress(ApiError):  # no such CRD in this session, or the object went meanwhile
+        # No such CRD in this session (the apiserver answers a plain-text 404, not a Status), or the object went.
+        with contextlib.suppress(ApiError, httpx2.HTTPStatusError):
             for obj in k8s_client.list(resource, namespace=namespace):
                 if obj.metadata is not None and obj.metadata.finalizers and obj.metadata.name:
                     k8s_client.patch(

@@ -17,7 +17,11 @@ On Kubernetes every pod has its own IP, so KubeRay can use fixed ports (6379, 82
   injected readiness probe (10 s initial delay, every 5 s) probes after 1 s, every second, with the
   same 50 s failure window; the ``wait-gcs-ready`` init container polls the GCS every second instead
   of every 5 s. A cluster is ready as soon as Ray is, which is what lets ``kray job run`` keep up with
-  starting Ray by hand. Probes the manifest sets itself, and liveness probes, are left alone.
+  starting Ray by hand. Probes the manifest sets itself, and liveness probes, are left alone;
+* a login shell (``bash -lc``) runs as a plain one (``bash -c``): its profile would be the host's, which
+  resets PATH (:func:`_without_login`);
+* KubeRay's autoscaler container (``enableInTreeAutoscaling``) runs unchanged against the local server's
+  Kubernetes API, given what a kubelet gives a pod and the cluster's ports (:func:`_adjust_autoscaler`).
 
 Everything else of the pod — command, env, probes' shape, volumes — stays exactly as KubeRay builds
 it, so the local run exercises the same generated ``ray start`` line as the operator.
@@ -200,23 +204,32 @@ def adjust_pod(
     node: NodePorts,
     auth_secret: str,
     temp_dir: str | None = None,
+    kube_api: KubeApiAccess | None = None,
 ) -> dict[str, Any]:
-    """A copy of a KubeRay pod, adjusted to run on this machine (see the module docstring)."""
+    """A copy of a KubeRay pod, adjusted to run on this machine (see the module docstring).
+
+    Without ``kube_api`` (no local Kubernetes API to talk to) KubeRay's autoscaler container is dropped.
+    """
     out = copy.deepcopy(dict(pod))
     spec = out.setdefault("spec", {})
     mapping = _port_mapping(cluster, node)
-    # KubeRay's in-tree autoscaler talks to a Kubernetes API server: locally it could only crash-loop (and keep
-    # the head pod unready), so the pod runs without it, as before sidecars ran at all.
-    spec["containers"] = [c for c in spec.get("containers") or [] if not _is_kuberay_autoscaler(c)]
-    containers = spec["containers"]
     auth = {"secretKeyRef": {"name": auth_secret, "key": AUTH_SECRET_KEY}}
+    if kube_api is None:
+        # KubeRay's in-tree autoscaler talks to a Kubernetes API server: without the local server's it could
+        # only crash-loop (and keep the head pod unready), so the pod runs without it.
+        spec["containers"] = [c for c in spec.get("containers") or [] if not _is_kuberay_autoscaler(c)]
+    else:
+        for container in spec.get("containers") or []:
+            if _is_kuberay_autoscaler(container):
+                _adjust_autoscaler(spec, container, cluster=cluster, kube_api=kube_api, auth=auth)
+    containers = spec["containers"]
     for index, container in enumerate([*containers, *(spec.get("initContainers") or [])]):
         is_ray = index == 0
         args = container.get("args") or []
         container["args"] = [
             adjust_ray_start(a, head=head, cluster=cluster, node=node, temp_dir=temp_dir) for a in args
         ]
-        command = container.get("command") or []
+        command = _without_login(container.get("command") or [])
         container["command"] = [
             adjust_ray_start(c, head=head, cluster=cluster, node=node, temp_dir=temp_dir) for c in command
         ]
@@ -246,6 +259,88 @@ def adjust_pod(
             _quicken_readiness(container.get("readinessProbe"))
         _adjust_probe(container.get("livenessProbe"), mapping)
         _adjust_probe(container.get("startupProbe"), mapping)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class KubeApiAccess:
+    """How a head pod's autoscaler reaches the local server's Kubernetes API (:mod:`kray.local.server.kube_api`)."""
+
+    host: str
+    port: int
+    secret: str
+    """The cluster's Secret holding ``token``, ``ca.crt`` and ``namespace``: its service-account volume."""
+
+
+SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+SERVICE_ACCOUNT_VOLUME = "kray-kube-api-access"
+_AUTOSCALER_COMMAND = re.compile(r"ray kuberay-autoscaler(?=\s|$)")
+
+
+def _adjust_autoscaler(
+    spec: dict[str, Any],
+    container: dict[str, Any],
+    *,
+    cluster: ClusterPorts,
+    kube_api: KubeApiAccess,
+    auth: Mapping[str, Any],
+) -> None:
+    """KubeRay's autoscaler container, as the kubelet would run it in a pod of a service account, on this machine.
+
+    What a kubelet gives every pod, it gets here: ``KUBERNETES_SERVICE_HOST``/``_PORT``/``_PORT_HTTPS`` (the
+    local API) and the service-account volume (the cluster's token, the server's CA, the namespace). Ray's
+    ``ray kuberay-autoscaler`` looks for the GCS at ``<node ip>:6379`` unless ``--gcs-address`` says otherwise,
+    and serves its metrics on ``AUTOSCALER_METRIC_PORT`` (44217 on every address): both get the cluster's
+    ports. It reaches the GCS with the cluster's token, as every Ray process does here.
+    """
+
+    def with_gcs(text: str) -> str:
+        if "--gcs-address" in text:
+            return text
+        return _AUTOSCALER_COMMAND.sub(
+            f"ray kuberay-autoscaler --gcs-address {LOCAL_HOST}:{cluster.gcs}", text, count=1
+        )
+
+    for key in ("command", "args"):
+        container[key] = [with_gcs(part) for part in container.get(key) or []]
+    for entry in container.get("env") or []:  # what an overridden command runs: ``$KUBERAY_GEN_AUTOSCALER_START_CMD``
+        if entry.get("name") == "KUBERAY_GEN_AUTOSCALER_START_CMD" and "value" in entry:
+            entry["value"] = with_gcs(str(entry["value"]))
+    _set_env(container, "KUBERNETES_SERVICE_HOST", kube_api.host)
+    _set_env(container, "KUBERNETES_SERVICE_PORT", str(kube_api.port))
+    _set_env(container, "KUBERNETES_SERVICE_PORT_HTTPS", str(kube_api.port))
+    _set_env(container, "AUTOSCALER_METRIC_PORT", str(cluster.autoscaler_metrics))
+    _set_env(container, "RAY_AUTH_MODE", "token")
+    _set_env(container, "RAY_AUTH_TOKEN", source=auth)
+    mounts = container.setdefault("volumeMounts", [])
+    if not any(mount.get("mountPath") == SERVICE_ACCOUNT_PATH for mount in mounts):
+        mounts.append({"name": SERVICE_ACCOUNT_VOLUME, "mountPath": SERVICE_ACCOUNT_PATH, "readOnly": True})
+        volumes = spec.setdefault("volumes", [])
+        if not any(volume.get("name") == SERVICE_ACCOUNT_VOLUME for volume in volumes):
+            volumes.append({"name": SERVICE_ACCOUNT_VOLUME, "secret": {"secretName": kube_api.secret}})
+
+
+_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ash", "ksh"})
+
+
+def _without_login(command: list[str]) -> list[str]:
+    """``bash -lc SCRIPT`` → ``bash -c SCRIPT``: a login shell reads the profile of its image (a Ray image's puts
+    its Python on PATH); here that is the host's ``/etc/profile``, which resets PATH and so loses the environment
+    that runs every pod (``ray: command not found``). Without ``-l`` the shell keeps the pod's PATH."""
+    if not command or command[0].rsplit("/", 1)[-1] not in _SHELLS:
+        return list(command)
+    out = [command[0]]
+    for index, word in enumerate(command[1:], start=1):
+        if word == "--login":
+            continue
+        if word.startswith("-") and not word.startswith("--") and "l" in word:
+            flags = word[1:].replace("l", "")
+            if flags:
+                out.append("-" + flags)
+            continue
+        if not word.startswith("-"):
+            return out + list(command[index:])  # the script and its arguments stay as they are
+        out.append(word)
     return out
 
 

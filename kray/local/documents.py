@@ -25,6 +25,7 @@ from kray.store import (
     PERSISTENT_VOLUME_CLAIM,
     RAYCLUSTER,
     RAYJOB,
+    RAYSERVICE,
     SECRET,
     SERVICE_ACCOUNT,
     Obj,
@@ -40,7 +41,7 @@ STORED: dict[str, Resource] = {
     "PersistentVolumeClaim": PERSISTENT_VOLUME_CLAIM,
 }
 """Core kinds stored, in Helm's install order."""
-RAY_KINDS: dict[str, Resource] = {"RayCluster": RAYCLUSTER, "RayJob": RAYJOB}
+RAY_KINDS: dict[str, Resource] = {"RayCluster": RAYCLUSTER, "RayJob": RAYJOB, "RayService": RAYSERVICE}
 _RANK = {kind: rank for rank, kind in enumerate([*STORED, *RAY_KINDS])}
 
 _FIELDS = {
@@ -62,8 +63,7 @@ _WHY_NOT = {
     "RoleBinding": _RBAC,
     "ClusterRole": _RBAC,
     "ClusterRoleBinding": _RBAC,
-    "RayService": "local mode runs RayClusters and RayJobs",
-    "RayCronJob": "local mode runs RayClusters and RayJobs",
+    "RayCronJob": "local mode runs RayClusters, RayJobs and RayServices",
 }
 
 

@@ -15,22 +15,32 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kray._ray.start import RayPorts
 from kray.api.v1.raycluster import RayCluster
 from kray.controllers.common.options import DEFAULT_OPTIONS, PodBuildOptions
-from kray.local.adjust import LOCAL_HOST, ClusterPorts, NodePorts, adjust_head_service, adjust_pod
+from kray.local.adjust import LOCAL_HOST, ClusterPorts, KubeApiAccess, NodePorts, adjust_head_service, adjust_pod
 from kray.local.paths import ray_temp_root
 from kray.local.podrunner import FINALIZER as POD_FINALIZER
 from kray.local.podrunner import PORT_OWNER_ANNOTATION, RAY_TEMP_DIR_ANNOTATION
 from kray.local.ports import PortAllocator
-from kray.store import RAYCLUSTER, Obj, Store
+from kray.local.server.kube_tokens import ensure_cluster_token, token_secret_name
+from kray.store import POD, RAYCLUSTER, Obj, Store
 
 PORTS_ANNOTATION = "kray.io/local-ports"
 NODE_PORTS_ANNOTATION = "kray.io/node-ports"
+
+
+@dataclass(frozen=True, slots=True)
+class KubeApiEndpoint:
+    """The local server's Kubernetes API (``server.json``'s ``kube_api_url``/``kube_api_ca``), for autoscalers."""
+
+    host: str
+    port: int
+    ca_cert: Path
 
 
 def cluster_owner(namespace: str, name: str) -> str:
@@ -55,12 +65,26 @@ class LocalEnvironment:
     submits_over_http = True  # every submission mode submits over HTTP (docs/local-mode.md)
     rayjob_head_service = False  # nothing reaches a cluster by Service name on one machine
 
-    def __init__(self, *, ports: PortAllocator, options: PodBuildOptions = DEFAULT_OPTIONS) -> None:
+    def __init__(
+        self,
+        *,
+        ports: PortAllocator,
+        options: PodBuildOptions = DEFAULT_OPTIONS,
+        kube_api: KubeApiEndpoint | None = None,
+    ) -> None:
         self.ports = ports
         self.options = options
+        self.kube_api = kube_api
+        """None: no Kubernetes API is served, and head pods run without KubeRay's autoscaler container."""
 
     async def prepare(self, *, store: Store, cluster: Obj) -> Obj | None:
-        """Reserve the cluster's ports once; an annotation from an older kray gets only the ports it lacks."""
+        """Reserve the cluster's ports once; an annotation from an older kray gets only the ports it lacks.
+
+        An autoscaling cluster also gets its autoscaler's service-account Secret (token, CA, namespace) before
+        any head pod can mount it; owned by the RayCluster, it goes with it.
+        """
+        if self.kube_api is not None and (cluster.get("spec") or {}).get("enableInTreeAutoscaling"):
+            await ensure_cluster_token(store, cluster, ca_cert=self.kube_api.ca_cert.read_text())
         meta = cluster["metadata"]
         annotations = meta.get("annotations") or {}
         known = ClusterPorts.parse_annotation(annotations.get(PORTS_ANNOTATION) or "")
@@ -110,6 +134,7 @@ class LocalEnvironment:
             node=node,
             auth_secret=auth_secret or f"{cluster.metadata.name}",
             temp_dir=str(node_temp_dir),
+            kube_api=self._kube_access(cluster) if head else None,
         )
         metadata = adjusted.setdefault("metadata", {})
         annotations = metadata.setdefault("annotations", {})
@@ -120,6 +145,12 @@ class LocalEnvironment:
         annotations[RAY_TEMP_DIR_ANNOTATION] = str(temp_dir)
         metadata["finalizers"] = [*(metadata.get("finalizers") or []), POD_FINALIZER]
         return adjusted
+
+    def _kube_access(self, cluster: RayCluster) -> KubeApiAccess | None:
+        if self.kube_api is None:
+            return None
+        secret = token_secret_name(cluster.metadata.name or "")
+        return KubeApiAccess(host=self.kube_api.host, port=self.kube_api.port, secret=secret)
 
     def ray_temp_dir(self, cluster: RayCluster) -> Path:
         """The cluster's own Ray temp dir: the head's, and the parent of its workers' (no other cluster's).
@@ -143,3 +174,33 @@ class LocalEnvironment:
 
     def release(self, *, namespace: str, name: str) -> None:
         self.ports.release(cluster_owner(namespace, name))
+
+    def serve_proxy_address(self, *, cluster: RayCluster, head_pod: Mapping[str, Any]) -> str | None:
+        """The cluster's own serve port on loopback (every proxy of the cluster binds it, SO_REUSEPORT)."""
+        text = (cluster.metadata.annotations or {}).get(PORTS_ANNOTATION) or ""
+        serve = ClusterPorts.parse_annotation(text).get("serve")
+        return None if serve is None else f"{LOCAL_HOST}:{serve}"
+
+    def serve_config(self, *, cluster: RayCluster, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Serve's proxies listen on the cluster's serve port, on loopback: KubeRay's clusters each have their
+        own 8000 (Serve's default) on their own pod IPs; here every cluster shares one host."""
+        http = dict(config.get("http_options") or {})
+        http["host"] = LOCAL_HOST
+        http["port"] = self.cluster_ports(cluster).serve
+        return {**config, "http_options": http}
+
+    async def serve_endpoints(self, *, store: Store, service: Mapping[str, Any]) -> int:
+        """No EndpointSlices here: the ready pods the Service's selector matches, as the EndpointSlice
+        controller would list them."""
+        selector = (service.get("spec") or {}).get("selector") or {}
+        if not selector:
+            return 0
+        meta = service.get("metadata") or {}
+        text = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        pods = await store.list(POD, namespace=meta.get("namespace"), label_selector=text)
+        return sum(1 for pod in pods.items if _ready(pod) and not pod["metadata"].get("deletionTimestamp"))
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -31,7 +31,7 @@ from kray.controllers.raycluster.plan import desired_workers
 from kray.local.environment import LocalEnvironment
 from kray.local.fit_checks import Findings, check_pod, cloud_uris, known_names, quantity
 
-RUNNABLE_KINDS = ("RayCluster", "RayJob")
+RUNNABLE_KINDS = ("RayCluster", "RayJob", "RayService")
 CONFIG_KINDS = ("ConfigMap", "Secret", "PersistentVolumeClaim")
 AUTOSCALER_MEMORY = "512Mi"
 """KubeRay's autoscaler sidecar (``pod_parts``): part of the head pod when in-tree autoscaling is on."""
@@ -191,7 +191,8 @@ def _desired(group: Any) -> int:
 
 def _check_object(found: Findings, document: dict[str, Any], *, kind: str, name: str) -> None:
     if kind not in RUNNABLE_KINDS:
-        found.refuse("kind", f"local mode runs {' and '.join(RUNNABLE_KINDS)} objects; {kind} does not run locally yet")
+        runs = f"{', '.join(RUNNABLE_KINDS[:-1])} and {RUNNABLE_KINDS[-1]}"
+        found.refuse("kind", f"local mode runs {runs} objects; {kind} does not run locally yet")
     labels = {**_dict(_dict(document.get("metadata")).get("labels"))}
     for key in SCHEDULER_LABELS:
         if key in labels:
@@ -235,6 +236,13 @@ def _check_cluster(found: Findings, base: str, cluster: dict[str, Any], *, docum
     if cluster.get("enableInTreeAutoscaling") is True:
         found.check_resources(f"{base}.autoscalerOptions.resources", autoscaler.get("resources"))
         found.check_env(f"{base}.autoscalerOptions", autoscaler)
+        if autoscaler.get("version") == "v1":
+            found.note(
+                f"{base}.autoscalerOptions.version",
+                "Ray's v1 autoscaler tells nodes apart by IP address, and every local pod is 127.0.0.1: it adds "
+                "workers but never finds one idle, so the group does not scale down here; v2 does (and so does no "
+                "version: Ray 2.60 then runs v2)",
+            )
     collector = _dict(_dict(cluster.get("historyServerOptions")).get("collectorOptions"))
     if collector:
         found.refuse(

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     log_complete INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_name ON jobs(namespace, name);
+CREATE TABLE IF NOT EXISTS serve_configs (
+    event TEXT PRIMARY KEY,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    time TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS serve_configs_by_name ON serve_configs(namespace, name);
 """
 
 _FIELDS = (
@@ -106,6 +117,24 @@ class JobRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfigChange:
+    """One Serve config PUT to a RayService's cluster (kept after the cluster, and the RayService, are gone)."""
+
+    event: str
+    """The controller's ``UpdatedServeApplications`` Event: the same PUT is recorded once."""
+    namespace: str
+    name: str
+    uid: str
+    cluster: str
+    time: str
+    config_hash: str
+    summary: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 RECORD_API_VERSION, RECORD_KIND = "kray.io/v1", "JobRecord"
@@ -197,6 +226,25 @@ class JobHistory:
         with self._db() as db:
             rows = db.execute(query + " ORDER BY created, start_time", args).fetchall()
         return [JobRecord(*row) for row in rows]
+
+    def serve_config_changed(self, change: ServeConfigChange) -> None:
+        row = change.as_dict()
+        with self._db() as db:
+            db.execute(
+                f"INSERT OR IGNORE INTO serve_configs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                list(row.values()),
+            )
+
+    def serve_changes(self, *, namespace: str | None = None, name: str | None = None) -> list[ServeConfigChange]:
+        """Serve config PUTs, oldest first."""
+        clauses = [(c, v) for c, v in (("namespace", namespace), ("name", name)) if v is not None]
+        where = " WHERE " + " AND ".join(f"{c} = ?" for c, _ in clauses) if clauses else ""
+        columns = ", ".join(f.name for f in fields(ServeConfigChange))
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {columns} FROM serve_configs{where} ORDER BY time, rowid", [v for _, v in clauses]
+            ).fetchall()
+        return [ServeConfigChange(*row) for row in rows]
 
     async def observe(self, *, job: Obj, status: dict[str, Any], dashboard: AsyncDashboardClient | None) -> None:
         row = self._row(job, status)

@@ -6,7 +6,7 @@ other (a native sidecar, ``restartPolicy: Always``, is started and left running)
 restarts and probes (:mod:`kray.local.containers`). Commands run as written — for the Ray container
 (``containers[0]``) the very ``ray start`` line KubeRay generates — with the ``ray`` of the current Python
 environment (the image is ignored; it says so once). The pod's status is written as the kubelet writes
-it: one ``containerStatuses`` entry per container in spec order, ``initContainerStatuses``, and the phase
+it: one ``containerStatuses`` entry per container sorted by name, ``initContainerStatuses`` in spec order, and the phase
 and conditions that follow from them (:mod:`kray.local.podstatus`). Deleting the pod stops the main
 containers, then the sidecars (pods stop together, and meanwhile others start); a deleted pod leaves
 nothing on disk: its own directory (container logs) goes, and its cluster's Ray temp dir goes with the
@@ -716,7 +716,9 @@ class PodTask:
                 now=now,
             ),
             "startTime": (self.pod.get("status") or {}).get("startTime") or now,
-            "containerStatuses": mains,
+            # The kubelet sorts main containers' statuses by name (init containers keep spec order); Ray's
+            # autoscaler reads ``containerStatuses[0]``, so the order is part of the contract.
+            "containerStatuses": sorted(mains, key=lambda entry: entry["name"]),
         }
         if self.sandbox is not None:
             ip, host = self.sandbox.ip, self.sandbox.host_ip

@@ -29,11 +29,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from kray._kube.store import KubeStore
-from kray.controllers.environment import KubernetesEnvironment
+from kray.controllers.environment import ENDPOINT_SLICE, KubernetesEnvironment
 from kray.controllers.raycluster.podview import CLUSTER_LABEL
 from kray.controllers.raycluster.reconcile import RayClusterReconciler
 from kray.controllers.rayjob.plan import Settings, StartupPolicy
 from kray.controllers.rayjob.reconcile import RayJobReconciler
+from kray.controllers.rayservice.plan import Settings as ServiceSettings
+from kray.controllers.rayservice.reconcile import RayServiceReconciler
 from kray.operator.config import OperatorConfig
 from kray.operator.http import HttpServer, Response, checks_route
 from kray.operator.kuberay_metrics import KubeRayMetrics
@@ -42,7 +44,7 @@ from kray.runtime.controller import Controller, spec_or_metadata_changed
 from kray.runtime.informer import Informer
 from kray.runtime.leader import LeaderElectionConfig, LeaderElector, LeadershipLost
 from kray.runtime.metrics import RuntimeMetrics
-from kray.store import JOB, POD, RAYCLUSTER, RAYJOB, SERVICE, Obj, Resource, Store
+from kray.store import JOB, POD, RAYCLUSTER, RAYJOB, RAYSERVICE, SERVICE, Obj, Resource, Store
 
 log = structlog.get_logger(__name__)
 
@@ -118,13 +120,12 @@ class Operator:
         self.pods = self._informers(POD, label_selector=POD_SELECTOR, index_label=CLUSTER_LABEL)
         self.services = self._informers(SERVICE)  # all of them, as KubeRay: <rayjob>-head-svc has no created-by
         self.batch_jobs = self._informers(JOB, label_selector=CREATED_BY_SELECTOR)
+        self.rayservices = self._informers(RAYSERVICE)
+        self.endpoint_slices = self._informers(ENDPOINT_SLICE)  # numServeEndpoints, read from the cache as KubeRay
         # Reconcilers read through the informers' caches and write to the API server.
         self.cached = CachedStore(
             self.store,
-            {
-                group.resource: group.members
-                for group in (self.clusters, self.jobs, self.pods, self.services, self.batch_jobs)
-            },
+            {group.resource: group.members for group in self._groups},
         )
         environment = KubernetesEnvironment()
         workers = config.reconcile_concurrency
@@ -144,6 +145,17 @@ class Operator:
             "rayjob",
             RayJobReconciler(
                 store=self.cached, environment=environment, gates=config.gates, settings=job_settings(config)
+            ),
+            workers=workers,
+            drain_timeout=config.drain_timeout,
+            metrics=self.runtime_metrics,
+        )
+        self.service_controller = Controller(
+            "rayservice",
+            RayServiceReconciler(
+                store=self.cached,
+                environment=environment,
+                settings=ServiceSettings(gates=config.gates, gateway_api=True),
             ),
             workers=workers,
             drain_timeout=config.drain_timeout,
@@ -190,10 +202,26 @@ class Operator:
             self.job_controller.watches(informer)
         for informer in self.batch_jobs.members:
             self.job_controller.owns(informer, owner_kind="RayJob")
+        for informer in self.rayservices.members:
+            self.service_controller.watches(informer)
+        for informer in (*self.clusters.members, *self.services.members):
+            self.service_controller.owns(informer, owner_kind="RayService")
+
+    @property
+    def _groups(self) -> tuple[_Informers, ...]:
+        return (
+            self.clusters,
+            self.jobs,
+            self.pods,
+            self.services,
+            self.batch_jobs,
+            self.rayservices,
+            self.endpoint_slices,
+        )
 
     @property
     def all_informers(self) -> Iterable[Informer]:
-        for group in (self.clusters, self.jobs, self.pods, self.services, self.batch_jobs):
+        for group in self._groups:
             yield from group.members
 
     def synced(self) -> bool:
@@ -238,7 +266,9 @@ class Operator:
             self.leading = False
             return
         try:
-            await asyncio.gather(self.cluster_controller.run(stop), self.job_controller.run(stop))
+            await asyncio.gather(
+                self.cluster_controller.run(stop), self.job_controller.run(stop), self.service_controller.run(stop)
+            )
         finally:
             self.leading = False
 

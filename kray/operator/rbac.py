@@ -70,6 +70,19 @@ _USED: tuple[Permission, ...] = (
     ),
     Permission("ray.io", "rayjobs/status", ("update",), "RayJob status writes"),
     Permission(
+        "ray.io",
+        "rayservices",
+        (*_INFORMER, "update"),
+        "informer (reads come from its cache); finalizer add/remove (update)",
+    ),
+    Permission("ray.io", "rayservices/status", ("update",), "RayService status writes"),
+    Permission(
+        "discovery.k8s.io",
+        "endpointslices",
+        _INFORMER,
+        "informer: numServeEndpoints counts the ready pods of the serve Service's EndpointSlices",
+    ),
+    Permission(
         "",
         "pods",
         (*_INFORMER, "create", "delete"),
@@ -78,8 +91,9 @@ _USED: tuple[Permission, ...] = (
     Permission(
         "",
         "services",
-        (*_INFORMER, "create", "update"),
-        "informer (reads come from its cache); head/headless/serve Services; <rayjob>-head-svc re-pointed (update)",
+        (*_INFORMER, "create", "update", "delete"),
+        "informer (reads come from its cache); head/headless/serve Services; <rayjob>-head-svc re-pointed (update); "
+        "<rayservice>-head-svc and its serve Service re-pointed (update), deleted on suspend",
     ),
     Permission("", "secrets", ("get", "create"), "the auth token Secret: created for a cluster, read by RayJob"),
     Permission("", "events", ("create",), "KubeRay's Events on RayClusters and RayJobs"),
@@ -87,6 +101,20 @@ _USED: tuple[Permission, ...] = (
     Permission("rbac.authorization.k8s.io", "roles", ("get", "create"), "the autoscaler's Role"),
     Permission("rbac.authorization.k8s.io", "rolebindings", ("get", "create"), "the autoscaler's RoleBinding"),
     Permission("networking.k8s.io", "ingresses", ("get", "create"), "the head Ingress (enableIngress)"),
+    Permission(
+        "gateway.networking.k8s.io",
+        "gateways",
+        ("get", "create", "update", "delete"),
+        "NewClusterWithIncrementalUpgrade: <rayservice>-gateway (read for its readiness, spec replaced when the "
+        "gatewayClassName changes), deleted on suspend",
+    ),
+    Permission(
+        "gateway.networking.k8s.io",
+        "httproutes",
+        ("get", "create", "update", "delete"),
+        "NewClusterWithIncrementalUpgrade: <rayservice>-httproute (read for its readiness, spec replaced as the "
+        "traffic weights step), deleted on suspend",
+    ),
     Permission(
         "batch",
         "jobs",
@@ -104,6 +132,7 @@ _OWNER_REFERENCES = (
 _FINALIZERS: tuple[Permission, ...] = (
     Permission("ray.io", "rayclusters/finalizers", ("update",), _OWNER_REFERENCES),
     Permission("ray.io", "rayjobs/finalizers", ("update",), _OWNER_REFERENCES),
+    Permission("ray.io", "rayservices/finalizers", ("update",), _OWNER_REFERENCES),
 )
 
 _ESCALATION = (

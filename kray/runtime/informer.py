@@ -3,7 +3,9 @@
 Level-triggered controllers only need "this key may have changed": handlers receive the old and
 new object (either may be None) and usually just enqueue a key. On ``Gone`` the informer relists
 and reports the difference, so no deletion is ever missed; on any other error it backs off and
-relists. The cache holds the objects as the store returned them; never mutate them.
+relists. A kind the server does not serve (its CRD not installed) is logged once as an error naming the
+resource and how to install it, then retried quietly until it is served. The cache holds the objects as the store
+returned them; never mutate them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import NewType
 import structlog
 
 from kray.store import Obj, Resource, Store, WatchEvent, WatchEventType
-from kray.store.errors import Gone, StoreError
+from kray.store.errors import Gone, KindNotServed, StoreError
 from kray.store.selectors import parse_selector
 
 ObjectKey = NewType("ObjectKey", tuple[str, str])
@@ -25,6 +27,12 @@ ObjectKey = NewType("ObjectKey", tuple[str, str])
 Handler = Callable[[Obj | None, Obj | None], None]
 
 log = structlog.get_logger(__name__)
+
+_NOT_SERVED_HINT = {
+    "ray.io": "install KubeRay's CRDs: kray crds | kubectl apply --server-side -f -",
+    "gateway.networking.k8s.io": "install the Gateway API CRDs (standard channel)",
+}
+"""What to do when a kind's API is not served, by API group: the CRDs are the cluster admin's to install."""
 
 
 def key_of(obj: Obj) -> ObjectKey:
@@ -100,13 +108,30 @@ class Informer:
     async def run(self, stop: asyncio.Event) -> None:
         """List and watch until ``stop`` is set; never raises (any failure: back off, relist)."""
         version: str | None = None
+        missing = False  # the kind is not served: said once, loudly, until it is
         while not stop.is_set():
             try:
                 if version is None:
                     version = await self._relist()
+                    if missing:
+                        log.info("informer.kind_served", kind=self.resource.kind, resource=self._resource_name)
+                    missing = False
                 version = await self._watch(version, stop)
             except Gone:
                 version = None
+            except KindNotServed as error:
+                version = None
+                if not missing:
+                    log.error(
+                        "informer.kind_not_served",
+                        kind=self.resource.kind,
+                        resource=self._resource_name,
+                        hint=_NOT_SERVED_HINT.get(self.resource.group, "install the API that serves it"),
+                        error=str(error),
+                    )
+                missing = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
             except StoreError as error:
                 version = None
                 log.warning("informer.retry", kind=self.resource.kind, error=str(error))
@@ -117,6 +142,11 @@ class Informer:
                 log.exception("informer.failed", kind=self.resource.kind, error=repr(error))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self._retry_delay)
+
+    @property
+    def _resource_name(self) -> str:
+        """As kubectl names it: ``rayservices.ray.io``, ``pods``."""
+        return f"{self.resource.plural}.{self.resource.group}" if self.resource.group else self.resource.plural
 
     async def _relist(self) -> str:
         listed = await self.store.list(

@@ -69,6 +69,9 @@ PERSISTENT_VOLUME_CLAIM = Resource("v1", "PersistentVolumeClaim", "persistentvol
 ROLE = Resource("rbac.authorization.k8s.io/v1", "Role", "roles")
 ROLE_BINDING = Resource("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings")
 INGRESS = Resource("networking.k8s.io/v1", "Ingress", "ingresses", status_subresource=True)
+GATEWAY = Resource("gateway.networking.k8s.io/v1", "Gateway", "gateways", status_subresource=True)
+"""Gateway API (a CRD, not built in): only on Kubernetes, for ``NewClusterWithIncrementalUpgrade``."""
+HTTPROUTE = Resource("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes", status_subresource=True)
 
 RESOURCES: tuple[Resource, ...] = (
     RAYCLUSTER,
@@ -88,6 +91,8 @@ RESOURCES: tuple[Resource, ...] = (
     ROLE,
     ROLE_BINDING,
     INGRESS,
+    GATEWAY,
+    HTTPROUTE,
 )
 
 

@@ -2,6 +2,7 @@
 
 * StoreError
   + NotFound          (404: no such object)
+    + KindNotServed   (404: the server serves no such kind, e.g. a CRD that is not installed)
   + AlreadyExists     (409: create of a name that exists)
   + Conflict          (409: stale resourceVersion, or a precondition failed)
   + Invalid           (422: the object breaks the schema or an immutability rule; carries FieldErrors)
@@ -26,6 +27,13 @@ class StoreError(Exception):
 
 class NotFound(StoreError):
     pass
+
+
+class KindNotServed(NotFound):
+    """The API server has no such resource at all (its CRD is not installed), not merely no such object.
+
+    A NotFound, so code that treats "absent" alike keeps doing so; code that must tell the two apart
+    (the Gateway API objects of an incremental upgrade) catches this first."""
 
 
 class AlreadyExists(StoreError):

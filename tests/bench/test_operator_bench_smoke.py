@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.tables import table_rows
+
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = (
@@ -44,11 +46,7 @@ def test_operator_bench_runs_for_kray_and_reports_every_metric(tmp_path: Path) -
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=140, check=False)
     assert done.returncode == 0, f"bench exited {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
 
-    rows = {}
-    for line in done.stdout.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) == 4:
-            rows[cells[0]] = cells[1:]
+    rows = table_rows(done.stdout, width=4)
     assert rows.get("metric") == ["kray", "KubeRay", "kray/KubeRay"], done.stdout
     for metric in METRICS:
         assert metric in rows, f"table lacks {metric!r}:\n{done.stdout}"

@@ -141,7 +141,7 @@ def test_a_document_namespace_conflicting_with_the_flag_is_kubectls_error() -> N
         ("NetworkPolicy", "local mode does not run NetworkPolicies"),
         ("Ingress", "local mode does not run Ingresses"),
         ("Role", "local mode does not use RBAC objects (one machine, one user)"),
-        ("RayService", "local mode runs RayClusters and RayJobs"),
+        ("RayCronJob", "local mode runs RayClusters, RayJobs and RayServices"),
     ],
 )
 def test_skip_reasons(kind: str, reason: str) -> None:

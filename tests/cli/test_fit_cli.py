@@ -50,11 +50,12 @@ def one_line(text: str) -> str:
             "requests 4, this machine has",
         ),
         (
-            ["apply", "-f", str(SAMPLES / "ray-service.sample.yaml")],
-            "error: {file}: RayService/rayservice-sample: kind: local mode runs RayCluster and RayJob objects",
+            ["apply", "-f", str(SAMPLES / "ray-cronjob.sample.yaml")],
+            "error: {file}: RayCronJob/raycronjob-sample: kind: "
+            "local mode runs RayCluster, RayJob and RayService objects",
         ),
     ],
-    ids=["apply-tpu", "job-run-gpu", "apply-rayservice-alone"],
+    ids=["apply-tpu", "job-run-gpu", "apply-raycronjob-alone"],
 )
 def test_a_sample_needing_devices_is_refused_and_nothing_is_created(home: Path, args: list[str], line: str) -> None:
     result = CliRunner().invoke(app, args)

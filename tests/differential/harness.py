@@ -29,7 +29,7 @@ import yaml
 
 from kray.dev import kwok
 from kray.dev.compare import Snapshot, normalise_status
-from kray.dev.kuberay import KubeRayOperator, KubeRayOptions
+from kray.dev.kuberay import DEFAULT_GATES, KubeRayOperator, KubeRayOptions
 from kray.dev.pytest_plugin import let_ray_objects_go
 from tests.operator.support import start_kray_operator
 
@@ -49,7 +49,13 @@ SNAPSHOT_KINDS = (
     ("ray.io/v1", "RayCluster"),
     ("ray.io/v1", "RayJob"),
     ("ray.io/v1", "RayService"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
+GATES = {**DEFAULT_GATES, "RayServiceIncrementalUpgrade": True}
+"""KubeRay's gates here: v1.7's defaults, so also ``RayServiceIncrementalUpgrade`` (alpha and off in v1.5.0, beta
+and on in v1.7 and in kray): ``NewClusterWithIncrementalUpgrade`` samples are then judged with their Gateway API
+objects (the session plane serves the Gateway API CRDs, fixture ``gateway_crds``)."""
 # What Kubernetes itself creates in every namespace.
 BUILTIN = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}
 
@@ -320,7 +326,9 @@ def side_by_side(
             kubeconfig=plane.kubeconfig,
             binaries=binaries,
             log_dir=log_dir,
-            options=KubeRayOptions(namespaces=tuple(watched.get("kuberay", []) + watched.get("kuberay-again", []))),
+            options=KubeRayOptions(
+                namespaces=tuple(watched.get("kuberay", []) + watched.get("kuberay-again", [])), gates=GATES
+            ),
         ).start()
         kray = start_kray_operator(
             kubeconfig=plane.kubeconfig,

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kray.dev.compare import Deliberate, Difference, Snapshot, compare, diff_values, glob, judge, normalise
+from kray.dev.compare import Deliberate, Difference, Snapshot, compare, diff_values, glob, judge, judge_self, normalise
 
 NS_A, NS_B = "diff-a-x1", "diff-b-x1"
 
@@ -124,3 +124,15 @@ def test_a_sometimes_entry_may_go_unseen() -> None:
     flaky = Deliberate(id="random", why="KubeRay picks any pod", kind="Pod", sometimes=True)
     assert judge([], [flaky]).passed
     assert not judge([], [Deliberate(id="always", why="x", kind="Pod")]).passed
+
+
+def test_an_operator_against_itself_may_show_its_nondeterminism_either_way_round() -> None:
+    race = Deliberate(id="race", why="x", kind="Event", path="reason=Failed*", kray="(absent)", sometimes=True)
+    first_only = Difference("s@1", "Event", "RayService/a", "reason=FailedToCreate", "FailedToCreate", None)
+    second_only = Difference("s@1", "Event", "RayService/a", "reason=FailedToCreate", None, "FailedToCreate")
+    other = Difference("s@1", "Event", "RayService/a", "reason=Created", None, "Created")
+    assert judge([second_only], [race]).unexplained == [second_only], "one way round only, against kray"
+    assert judge_self([first_only, second_only], [race]).unexplained == []
+    assert judge_self([second_only, other], [race]).unexplained == [other]
+    always = Deliberate(id="always", why="x", kind="Event", path="reason=Failed*")
+    assert judge_self([second_only], [always]).unexplained == [second_only], "only sometimes entries explain"

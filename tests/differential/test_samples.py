@@ -1,6 +1,6 @@
 """The differential suite: KubeRay's own operator (v1.5.0, built from its Go module) is the judge.
 
-Every sample of ``shared/kuberay-samples`` with a RayCluster or RayJob is applied (with the other
+Every sample of ``shared/kuberay-samples`` with a RayCluster, RayJob or RayService is applied (with the other
 documents of its file) to a namespace KubeRay's operator watches and to one kray's operator watches;
 once both are quiet, every object each created is compared. A test per sample passes when each
 difference found is listed in ``docs/compatibility.md`` — as deliberate (with its reason) or as an
@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kray.dev.compare import Deliberate, Difference, compare, judge, load_deliberate
+from kray.dev.compare import Deliberate, Difference, compare, judge, judge_self, load_deliberate
 from tests.differential.harness import Api, Case, apply_case, load_case, side_by_side, snapshot, wait_quiet
 
 # The module fixture (two operators, ~60 samples, until quiet) counts against the first test's timeout.
@@ -39,20 +39,31 @@ SELF_CHECK = (
     "ray-cluster.autoscaler.yaml",
     "ray-job.sample.yaml",
     "ray-cluster.complete.yaml",
+    "ray-service.sample.yaml",
 )
-COMPARED_KINDS = {"RayCluster", "RayJob"}
+COMPARED_KINDS = {"RayCluster", "RayJob", "RayService"}
 QUIET_FOR = 35.0
 """Seconds without a change before comparing: longer than KubeRay's 30 s submitter grace period, the
 longest timer both operators start from a sample here (a shorter quiet window caught one operator
 before its timer fired and the other after)."""
-"""RayService and RayCronJob samples join once kray's controllers for them exist (issues 10 and later)."""
+NOT_YET = {"RayCronJob"}
+"""RayCronJob samples join once kray's controller for them exists. RayService samples are compared as far as kwok
+allows: their pods never run, so Serve never answers and a RayService stays with its first cluster pending (no
+head/serve Service of its own, no application status); what both operators make until then is compared."""
+REFUSED_BY_THE_APISERVER = {
+    "ray-service.high-throughput-gemma4.yaml": "RayService/ray-gemma4-e2b-it: ",
+}
+"""Samples the apiserver itself refuses, for both operators alike (the error starts so): this one has
+``workerGroupSpecs[0].template.metadata:`` with no value, a null the CRD's schema rejects."""
+WHOLE_RUN = {"test_both_operators_went_quiet", "test_every_listed_difference_is_still_seen"}
+"""Tests that need every sample run: selecting any of them runs them all."""
 
 
 def compared_samples() -> list[Path]:
     out = []
     for path in sorted(SAMPLES.glob("*.yaml")):
         kinds = {d.get("kind") for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)}
-        if kinds & COMPARED_KINDS and not kinds & {"RayService", "RayCronJob"}:
+        if kinds & COMPARED_KINDS and not kinds & NOT_YET:
             out.append(path)
     return out
 
@@ -66,6 +77,16 @@ def listed_differences() -> tuple[list[Deliberate], list[Deliberate]]:
         assert found, f"docs/compatibility.md lacks the <!-- differential:{marker} --> yaml block"
         blocks[marker] = load_deliberate(yaml.safe_load(found.group(1)) or [])
     return blocks["deliberate"], blocks["open-gaps"]
+
+
+def selected_samples(items: list[pytest.Item]) -> set[str]:
+    """The samples the selected tests look at (``-k ray-service`` runs only those); every one when a selected
+    test judges the whole run."""
+    functions = [item for item in items if isinstance(item, pytest.Function) and item.module is not None]
+    mine = [item for item in functions if item.module.__name__ == __name__]
+    if any(item.originalname in WHOLE_RUN for item in mine):
+        return {path.name for path in compared_samples()}
+    return {str(item.callspec.params["sample"]) for item in mine if hasattr(item, "callspec")}
 
 
 @dataclass
@@ -88,11 +109,14 @@ def run(
     k8s_control_plane: Any,
     k8s_client: Any,
     ray_crds: Any,
+    gateway_crds: Any,
     k8s_binaries: Any,
     tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Run]:
     api = Api(server=k8s_control_plane.server, token=k8s_control_plane.token, ca_file=k8s_control_plane.ca_file)
-    cases = {path.name: load_case(path) for path in compared_samples()}
+    chosen = selected_samples(request.session.items)
+    cases = {path.name: load_case(path) for path in compared_samples() if path.name in chosen}
     roles = {"kuberay": "kr", "kray": "kx", "kuberay-again": "k2"}
 
     def namespace_for(case: Case, role: str) -> str | None:
@@ -143,14 +167,22 @@ def _report(differences: list[Difference]) -> str:
 
 def test_both_operators_went_quiet(run: Run) -> None:
     assert run.quiet, f"objects were still changing after {run.waited:.0f}s"
-    assert not run.apply_errors, run.apply_errors
+    unexpected = {
+        sample: [
+            e
+            for e in errors
+            if not (e.split(": ", 1)[1].startswith(REFUSED_BY_THE_APISERVER.get(sample, "\0")) and "Invalid value" in e)
+        ]
+        for sample, errors in run.apply_errors.items()
+    }
+    assert not any(unexpected.values()), unexpected
 
 
 @pytest.mark.parametrize("sample", SELF_CHECK)
 def test_kuberay_against_itself_shows_no_difference(run: Run, sample: str) -> None:
     """Nothing but KubeRay's documented nondeterminism (the ``sometimes`` entries) may differ."""
     deliberate, _ = listed_differences()
-    verdict = judge(run.self_differences[sample], [d for d in deliberate if d.sometimes])
+    verdict = judge_self(run.self_differences[sample], deliberate)
     assert not verdict.unexplained, _report(verdict.unexplained)
 
 

@@ -26,7 +26,7 @@ from kray.dev.binaries import HELM, Binaries
 from kray.dev.controlplane import ControlPlane, Options
 from kray.dev.pytest_plugin import fresh_namespace
 from kray.local.node.network import NodeNetwork
-from tests.e2e.support import CHART, E2E, OPERATOR_NS
+from tests.e2e.support import CHART, E2E, OPERATOR_NS, REPO
 from tests.local.node.agent_helpers import AgentProcess, state_dir_processes, wait_for
 from tests.local.node.conftest import host_routes, leftovers
 
@@ -56,6 +56,9 @@ def _install_operator(e2e: E2E) -> None:
         "--set", "command={kray,operator}",
         "--set", "leaderElectionEnabled=true",
         "--set", "logging.stdoutEncoder=json",
+        # The operator pod imports kray from this tree (a pod's environment is an image's, and the venv's own
+        # path is the main checkout's): a worktree's e2e run tests the worktree's operator.
+        "--set", "env[0].name=PYTHONPATH", "--set", f"env[0].value={REPO}",
         "--kubeconfig", str(e2e.plane.kubeconfig),
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False, env=e2e.env())

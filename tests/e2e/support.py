@@ -21,6 +21,7 @@ from typing import Any
 from lightkube import ApiError, Client, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Pod
+from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kray.dev.controlplane import ControlPlane
 from kray.local.containers import PROCESSES_ANNOTATION
@@ -36,6 +37,7 @@ OPERATOR_NS = "kray-system"
 
 RayCluster = create_namespaced_resource("ray.io", "v1", "RayCluster", "rayclusters")
 RayJob = create_namespaced_resource("ray.io", "v1", "RayJob", "rayjobs")
+RayService = create_namespaced_resource("ray.io", "v1", "RayService", "rayservices")
 
 
 @dataclass
@@ -225,3 +227,15 @@ def left_of(found: list[Trace]) -> list[str]:
     left = [f"{t.pod}: pid {pid}" for t in found for pid in t.pids if alive(pid)]
     left += [f"{t.pod}: netns {t.netns}" for t in found if os.path.exists(f"/run/netns/{t.netns}")]
     return left
+
+
+def service_endpoints(client: Client, namespace: str, service: str) -> list[tuple[str, bool]]:
+    """``(pod name, ready)`` of every endpoint in the Service's EndpointSlices (what kube-proxy forwards to)."""
+    found = []
+    for endpoint_slice in client.list(
+        EndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service}
+    ):
+        for endpoint in endpoint_slice.endpoints or []:
+            name = endpoint.targetRef.name if endpoint.targetRef else "?"
+            found.append((str(name), bool(endpoint.conditions and endpoint.conditions.ready)))
+    return found

@@ -32,17 +32,17 @@ import yaml
 
 from kray._kube.store import KubeStore
 from kray.controllers.common.rbac import AUTOSCALER_RULES
-from kray.dev import kwok
+from kray.dev import gateway_api, kwok
 from kray.dev.binaries import HELM, Binaries
 from kray.dev.controlplane import ControlPlane, Options
 from kray.dev.procs import wait_until
 from kray.operator.rbac import NOT_OBSERVABLE, OPERATOR_RULES, Grant, Permission, grants, rules
-from kray.store import JOB, POD, RAYCLUSTER, RAYJOB, SERVICE, Obj
+from kray.store import GATEWAY, HTTPROUTE, JOB, POD, RAYCLUSTER, RAYJOB, RAYSERVICE, SERVICE, Obj
 from kray.store.errors import Conflict, NotFound
 from tests.install.support import by_kind, helm_template
 from tests.operator.support import eventually, running_operator
 
-pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(1740)]
+pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(3240)]
 
 RELEASE_NS = "kray-system"
 SA = "kray-operator"
@@ -285,6 +285,111 @@ async def drive_workload(store: KubeStore, ns: str) -> None:
 
     # job2: its deadline fails it; the DeleteSelf rule deletes it.
     await eventually(lambda: gone(store, RAYJOB, "job2", ns), timeout=180, what="RayJob job2 deleted by its rule")
+    await drive_rayservice(store, ns)
+    await drive_incremental(store, ns)
+
+
+async def drive_rayservice(store: KubeStore, ns: str) -> None:
+    """svc: finalizer and status (rayservices update, rayservices/status), its pending cluster; suspended, the
+    RayService's head Service is deleted (services delete); then deleted (finalizer released)."""
+    await store.create(RAYSERVICE, manifest("svc", ns))
+
+    async def pending() -> Any:
+        status = await field(store, RAYSERVICE, "svc", ns, "status", "pendingServiceStatus") or {}
+        name = status.get("rayClusterName")
+        return name and await field(store, RAYCLUSTER, name, ns, "metadata", "name")
+
+    cluster = await eventually(pending, timeout=180, what="RayService svc's pending RayCluster")
+    # No Ray runs on kwok, so Serve never answers, no cluster gets ready to serve and the RayService makes no
+    # Services of its own: svc-head-svc stands in for the one a serving cluster gets (owned by the RayService,
+    # selecting its cluster, as rayservice_controller.go reconcileServices makes it).
+    owner = await store.get(RAYSERVICE, "svc", namespace=ns)
+    reference = {"apiVersion": "ray.io/v1", "kind": "RayService", "name": "svc", "uid": owner["metadata"]["uid"],
+                 "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    await store.create(SERVICE, {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "svc-head-svc", "namespace": ns, "ownerReferences": [reference]},
+        "spec": {"selector": {"ray.io/cluster": cluster}, "ports": [{"name": "dashboard", "port": 8265}]},
+    })  # fmt: skip
+    await patch_spec(store, RAYSERVICE, "svc", ns, {"suspend": True})
+
+    async def suspended() -> Any:
+        service_gone = await gone(store, SERVICE, "svc-head-svc", ns)
+        return (service_gone and await gone(store, RAYCLUSTER, cluster, ns)) or None
+
+    await eventually(suspended, timeout=180, what="RayService svc suspended: its cluster and head Service deleted")
+    await store.delete(RAYSERVICE, "svc", namespace=ns)
+    await eventually(lambda: gone(store, RAYSERVICE, "svc", ns), timeout=120, what="RayService svc deleted")
+
+
+def install_gateway_crds(admin: Api) -> None:
+    """The Gateway API CRDs (KubeRay v1.5.0's gateway-api v1.4.0), as a cluster running incremental upgrades has."""
+    names = []
+    for path in gateway_api.crd_files():
+        for crd in yaml.safe_load_all(path.read_text()):
+            if isinstance(crd, dict):
+                admin.apply(crd)
+                names.append(crd["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            got = admin.ok("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            if not any(c["type"] == "Established" and c["status"] == "True" for c in got["status"]["conditions"] or ()):
+                return False
+        return True
+
+    wait_until(established, timeout=60, what="the Gateway API CRDs to be Established")
+
+
+async def drive_incremental(store: KubeStore, ns: str) -> None:
+    """inc: its Gateway (gateways get, create), the per-cluster serve Service of its cluster; once that cluster is
+    active (set here by hand: no Ray on kwok) its HTTPRoute (httproutes get, create); a new gatewayClassName
+    (gateways update); a new cluster spec, whose pending cluster joins the route (httproutes update); suspended,
+    both go (gateways, httproutes delete)."""
+    await store.create(RAYSERVICE, manifest("inc", ns))
+    await eventually(lambda: field(store, GATEWAY, "inc-gateway", ns, "spec"), timeout=120, what="inc-gateway")
+
+    async def pending() -> Any:
+        name = (await field(store, RAYSERVICE, "inc", ns, "status", "pendingServiceStatus") or {}).get("rayClusterName")
+        return name and await field(store, SERVICE, f"{name}-serve-svc", ns, "metadata", "name") and name
+
+    first = await eventually(pending, timeout=180, what="inc's pending cluster and its own serve Service")
+    for _ in range(20):  # promote it, as the Serve readiness kwok cannot give would
+        current = await store.get(RAYSERVICE, "inc", namespace=ns)
+        status = {**current.get("status", {}), "activeServiceStatus": {"rayClusterName": first},
+                  "pendingServiceStatus": {}}  # fmt: skip
+        with contextlib.suppress(Conflict):
+            await store.replace_status(RAYSERVICE, {**current, "status": status})
+            break
+        await asyncio.sleep(0.3)
+
+    async def backends(count: int) -> Any:
+        rules = await field(store, HTTPROUTE, "inc-httproute", ns, "spec", "rules") or [{}]
+        refs = rules[0].get("backendRefs") or []
+        return len(refs) == count or None
+
+    await eventually(lambda: backends(1), timeout=120, what="inc-httproute to its active cluster")
+    options = {"type": "NewClusterWithIncrementalUpgrade", "clusterUpgradeOptions": {
+        "gatewayClassName": "other", "stepSizePercent": 10, "intervalSeconds": 30, "maxSurgePercent": 10}}  # fmt: skip
+    await patch_spec(store, RAYSERVICE, "inc", ns, {"upgradeStrategy": options})
+
+    async def reclassed() -> Any:
+        return await field(store, GATEWAY, "inc-gateway", ns, "spec", "gatewayClassName") == "other" or None
+
+    await eventually(reclassed, timeout=120, what="inc-gateway with the new gatewayClassName")
+    spec = copy.deepcopy((await store.get(RAYSERVICE, "inc", namespace=ns))["spec"]["rayClusterConfig"])
+    spec["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] = "rayproject/ray:2.59.0"
+    await patch_spec(store, RAYSERVICE, "inc", ns, {"rayClusterConfig": spec})
+    await eventually(lambda: backends(2), timeout=180, what="inc-httproute with the new pending cluster")
+    await patch_spec(store, RAYSERVICE, "inc", ns, {"suspend": True})
+
+    async def suspended() -> Any:
+        return (await gone(store, GATEWAY, "inc-gateway", ns) and await gone(store, HTTPROUTE, "inc-httproute", ns)
+                and await gone(store, RAYCLUSTER, first, ns)) or None  # fmt: skip
+
+    await eventually(suspended, timeout=180, what="inc suspended: its Gateway, HTTPRoute and clusters deleted")
+    await store.delete(RAYSERVICE, "inc", namespace=ns)
+    await eventually(lambda: gone(store, RAYSERVICE, "inc", ns), timeout=120, what="RayService inc deleted")
 
 
 # ---- probes for the grants no audit log shows ----------------------------------------------------------
@@ -306,7 +411,8 @@ def probe_is_refused(plane: ControlPlane, admin: Api, grant: Grant, ns: str) -> 
     probe = Api(plane, admin.token_for(ns, name))
     owner = admin.ok("GET", f"/apis/ray.io/v1/namespaces/{ns}/rayclusters/full")
     if grant.resource.endswith("/finalizers"):
-        kind = "RayJob" if grant.resource.startswith("rayjobs") else "RayCluster"
+        kinds = {"rayjobs": "RayJob", "rayservices": "RayService", "rayclusters": "RayCluster"}
+        kind = kinds[grant.resource.split("/")[0]]
         reference = {"apiVersion": "ray.io/v1", "kind": kind, "name": "x", "uid": owner["metadata"]["uid"],
                      "controller": True, "blockOwnerDeletion": True}  # fmt: skip
         path = f"/api/v1/namespaces/{ns}/services?dryRun=All"
@@ -336,6 +442,7 @@ async def test_operator_runs_on_exactly_the_charts_rbac(
     plane = audited_plane
     admin = Api(plane, plane.token)
     docs = await asyncio.to_thread(install_chart, admin, k8s_binaries.tool(HELM))
+    await asyncio.to_thread(install_gateway_crds, admin)
     (cluster_role,) = by_kind(docs, "ClusterRole")
     granted = grants(OPERATOR_RULES)
     assert cluster_role["rules"] == rules(OPERATOR_RULES)

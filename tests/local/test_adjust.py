@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kray.controllers.common.pod import build_worker_pod
-from kray.local.adjust import ClusterPorts, NodePorts, adjust_head_service, adjust_pod, adjust_ray_start
+from kray.local.adjust import ClusterPorts, KubeApiAccess, NodePorts, adjust_head_service, adjust_pod, adjust_ray_start
 
 CLUSTER = ClusterPorts(
     gcs=30001,
@@ -258,6 +258,90 @@ def test_kuberays_autoscaler_sidecar_is_left_out_and_other_sidecars_stay() -> No
         manifest["spec"]["containers"][0]["name"],
         "autoscaler-logs",
     ]
+
+
+KUBE_API = KubeApiAccess(host="127.0.0.1", port=30100, secret="c-kray-autoscaler-token")
+
+
+def _autoscaling_head(options: dict[str, Any]) -> dict[str, Any]:
+    """KubeRay's head pod (kray's builder) of an autoscaling cluster, as local mode adjusts it."""
+    from kray.api.v1 import RayCluster
+    from kray.controllers.common.pod import build_head_pod
+
+    document = _cluster().model_dump(by_alias=True, exclude_none=True)
+    document["spec"].update(enableInTreeAutoscaling=True, autoscalerOptions=options)
+    built = build_head_pod(cluster=RayCluster.model_validate(document))
+    return adjust_pod(built, head=True, cluster=CLUSTER, node=CLUSTER.head_node, auth_secret="c", kube_api=KUBE_API)
+
+
+def test_kuberays_autoscaler_runs_against_the_local_kube_api_with_a_service_account_volume() -> None:
+    options = {
+        "idleTimeoutSeconds": 15,
+        "upscalingMode": "Aggressive",
+        "env": [{"name": "MY_SETTING", "value": "1"}],
+        "resources": {"limits": {"cpu": "300m", "memory": "300Mi"}, "requests": {"cpu": "300m", "memory": "300Mi"}},
+    }
+    head = _autoscaling_head(options)
+    ray, autoscaler = head["spec"]["containers"]
+    assert autoscaler["name"] == "autoscaler"
+    assert autoscaler["args"] == [
+        "ray kuberay-autoscaler --gcs-address 127.0.0.1:30001 "
+        "--cluster-name $(RAY_CLUSTER_NAME) --cluster-namespace $(RAY_CLUSTER_NAMESPACE)"
+    ]
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in autoscaler["env"]}
+    assert {name: env[name] for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")} == {
+        "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "30100",
+    }
+    assert env["KUBERNETES_SERVICE_PORT_HTTPS"] == "30100"
+    assert env["AUTOSCALER_METRIC_PORT"] == str(CLUSTER.autoscaler_metrics)
+    assert (env["RAY_AUTH_MODE"], env["RAY_AUTH_TOKEN"]) == (
+        "token",
+        {"secretKeyRef": {"name": "c", "key": "auth_token"}},
+    )
+    assert env["MY_SETTING"] == "1"  # autoscalerOptions.env, as KubeRay appends it
+    assert autoscaler["resources"] == options["resources"]
+    mount = {
+        "name": "kray-kube-api-access",
+        "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+        "readOnly": True,
+    }
+    assert mount in autoscaler["volumeMounts"]
+    assert {"name": "kray-kube-api-access", "secret": {"secretName": KUBE_API.secret}} in head["spec"]["volumes"]
+    assert "--no-monitor" in ray["args"][0]  # the head's own monitor stays off: the sidecar is the autoscaler
+
+
+def test_an_autoscaler_command_that_names_its_gcs_is_left_alone() -> None:
+    command = ["ray kuberay-autoscaler --gcs-address 10.0.0.1:6379 --cluster-name c --cluster-namespace default"]
+    head = _autoscaling_head({"args": command})
+    assert head["spec"]["containers"][1]["args"] == command
+
+
+def test_an_overridden_command_running_kuberays_generated_one_gets_the_local_gcs() -> None:
+    """``ray-cluster.autoscaler-v2-overwrite-cmd.yaml``: ``args`` run ``$KUBERAY_GEN_AUTOSCALER_START_CMD``."""
+    args = ["echo 'Starting autoscaler...'; $KUBERAY_GEN_AUTOSCALER_START_CMD"]
+    autoscaler = _autoscaling_head({"command": ["/bin/bash", "-lc", "--"], "args": args})["spec"]["containers"][1]
+    assert autoscaler["args"] == args
+    assert autoscaler["command"] == ["/bin/bash", "-c", "--"]  # a login shell's profile would reset PATH
+    env = {e["name"]: e.get("value") for e in autoscaler["env"]}
+    assert env["KUBERAY_GEN_AUTOSCALER_START_CMD"].startswith("ray kuberay-autoscaler --gcs-address 127.0.0.1:30001 ")
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["/bin/bash", "-lc", "--"], ["/bin/bash", "-c", "--"]),
+        (["bash", "-l", "-c", "echo -l"], ["bash", "-c", "echo -l"]),
+        (["sh", "--login", "-ec", "x -l"], ["sh", "-ec", "x -l"]),
+        (["python", "-lc"], ["python", "-lc"]),
+        (["/bin/bash", "-c", "--"], ["/bin/bash", "-c", "--"]),
+    ],
+)
+def test_a_login_shell_runs_as_a_plain_one_keeping_the_pods_path(command: list[str], expected: list[str]) -> None:
+    manifest = pod(head=True)
+    manifest["spec"]["containers"][0]["command"] = command
+    adjusted = adjust_pod(manifest, head=True, cluster=CLUSTER, node=NODE, auth_secret="c")
+    assert adjusted["spec"]["containers"][0]["command"] == expected
 
 
 def test_wait_gcs_ready_runs_ray_health_check_only_once_the_gcs_port_accepts(tmp_path: Path) -> None:

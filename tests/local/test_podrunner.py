@@ -200,6 +200,31 @@ async def test_a_completed_container_under_never_ends_the_pod_with_its_exit(
     assert conditions(ended)["Ready"]["reason"] == "PodCompleted"  # the kubelet's, for a Succeeded pod
 
 
+async def test_main_statuses_are_sorted_by_name_and_init_statuses_keep_spec_order(
+    store: EmbeddedStore, runner: PodRunner
+) -> None:
+    """As the kubelet writes them (``SortedContainerStatuses``, ``SortStatusesOfInitContainers``): Ray's autoscaler
+    reads ``containerStatuses[0]`` of a pod, so the order is not cosmetic."""
+    manifest = pod("order", "sleep 30")
+    manifest["spec"]["containers"] = [
+        {"name": name, "image": "busybox", "command": ["sh", "-c", "sleep 30"]}
+        for name in ("zeta", "ray-head", "alpha")
+    ]
+    manifest["spec"]["initContainers"] = [
+        {"name": name, "image": "busybox", "command": ["true"]} for name in ("second-by-name", "first-by-name")
+    ]
+    await store.create(POD, manifest)
+
+    def all_running(p: Obj | None) -> bool:
+        statuses = ((p or {}).get("status") or {}).get("containerStatuses") or ()
+        return len(statuses) == 3 and all("running" in (s.get("state") or {}) for s in statuses)
+
+    seen = await wait_pod(store, "order", all_running, what="three running containers")
+    assert seen is not None
+    assert [s["name"] for s in seen["status"]["containerStatuses"]] == ["alpha", "ray-head", "zeta"]
+    assert [s["name"] for s in seen["status"]["initContainerStatuses"]] == ["second-by-name", "first-by-name"]
+
+
 async def test_an_adopted_container_keeps_the_last_state_the_pod_already_had(
     store: EmbeddedStore, settings: RunnerSettings, tmp_path: Path
 ) -> None:

@@ -155,8 +155,9 @@ def test_terminate_waits_for_a_main_process_whose_first_thread_exited(
 # from the tree (found only by the environment tag). It writes their pids and then waits.
 TREE = """
     import os, signal, subprocess, sys, time
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
-    session = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(flush=True); time.sleep(60)"
+    session = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True, stdout=subprocess.PIPE)
+    session.stdout.readline()  # it ignores SIGTERM from here on (a busy machine once SIGTERMed it before that)
     group = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], process_group=0)
     read, write = os.pipe()
     if os.fork() == 0:

@@ -123,7 +123,7 @@ async def test_a_sidecar_runs_next_to_the_ray_container_with_its_own_log_status_
         seen = await wait_pod(store, "with-logger", all_running("ray-head", "logger"), what="both containers running")
         assert seen is not None
         entries = seen["status"]["containerStatuses"]
-        assert [e["name"] for e in entries] == ["ray-head", "logger"]  # spec order, one entry each
+        assert [e["name"] for e in entries] == ["logger", "ray-head"]  # one entry each, by name (the kubelet's order)
         for entry in entries:
             assert (entry["ready"], entry["started"], entry["restartCount"]) == (True, True, 0)
             assert entry["image"] == "busybox"

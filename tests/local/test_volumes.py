@@ -342,7 +342,12 @@ async def test_pod_runner_waits_for_a_configmap_then_runs_and_a_claim_outlives_i
         assert (claim_dir(state, NS, "data") / "out").read_text() == "kept\n"
         await store.delete(POD, "p", namespace=NS)
         await wait(lambda: _gone(store, POD, "p"), "the pod gone")
-        assert not pod_dir(state, NS, "p").exists()
+        # the runner releases the pod (its finalizer) before it cleans the pod's dir up
+
+        async def dir_gone() -> bool:
+            return not pod_dir(state, NS, "p").exists()
+
+        await wait(dir_gone, "the pod's dir removed")
         assert (claim_dir(state, NS, "data") / "out").exists(), "the claim's data outlives the pod"
         await store.delete(PERSISTENT_VOLUME_CLAIM, "data", namespace=NS)
         await wait(lambda: _gone(store, PERSISTENT_VOLUME_CLAIM, "data"), "the claim gone")

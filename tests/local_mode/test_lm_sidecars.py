@@ -33,7 +33,7 @@ def test_a_head_with_a_sidecar_tailing_a_file_gets_ready_and_describe_shows_it(l
 
     (pod,) = local.live_pods("lm-sidecar")
     entries = status(pod)["containerStatuses"]
-    assert [e["name"] for e in entries] == ["ray-head", "log-tailer"]
+    assert [e["name"] for e in entries] == ["log-tailer", "ray-head"]  # by name, as the kubelet writes them
     assert all(e["ready"] and "running" in e["state"] for e in entries), entries
     log = pod_dir(local.home, "default", pod["metadata"]["name"]) / "log-tailer.log"
     with shipped.open("a") as f:

@@ -5,10 +5,15 @@ what ``kray apply``/``kray job run`` do with it; this module holds the CLI to th
 not listed fails, and so does a listed file that is gone.
 
 - ``runs: cluster``: ``kray apply -f FILE`` and the RayCluster reaches ``ready``; ``runs: job``: ``kray job run
-  -f FILE`` exits 0 with the RayJob ``Complete``. Each runs in its own namespace (samples share names), several
-  at once on one server (``KRAY_SAMPLES_CONCURRENCY``, 3 by default: the fastest on 2 cores), then is deleted
-  and every process of its pods must be gone.
+  -f FILE`` exits 0 with the RayJob ``Complete``; ``runs: service``: ``kray apply -f FILE`` and the RayService is
+  Ready with every application RUNNING (a GitHub ``working_dir`` of KubeRay's test_dag replaced by the stand-in
+  archive of ``test_lm_services``, served on loopback: this machine has no route to GitHub). Each runs in its own
+  namespace (samples share names), several at once on one server (``KRAY_SAMPLES_CONCURRENCY``, 3 by default:
+  the fastest on 2 cores), then is deleted and every process of its pods must be gone.
 - ``refused``/``invalid``/``nothing``: the CLI exits 1 (2), names the listed field, and the store gains nothing.
+- ``accepted: PATH``: ``kray validate`` and local mode's fit check (what ``kray apply`` runs first) take the file,
+  PATH is in it, and it is not run here; ``why`` says what PATH needs that kray cannot check up front (the
+  internet) or which test runs it instead.
 
 Every wait is bounded and its failure says what it last saw (pods, container states, job status, log lines).
 """
@@ -33,7 +38,9 @@ import httpx2
 import pytest
 import yaml
 
+from kray.cli.fit import gather_machine
 from kray.local import procs
+from kray.local.fit import plan_fit
 from kray.local.podrunner import CREATE_TIME_ANNOTATION, PID_ANNOTATION, TAG_ANNOTATION
 from kray.local.server.client import HttpStore
 from kray.store import (
@@ -42,6 +49,7 @@ from kray.store import (
     POD,
     RAYCLUSTER,
     RAYJOB,
+    RAYSERVICE,
     RESOURCES,
     SECRET,
     Obj,
@@ -49,8 +57,9 @@ from kray.store import (
 )
 from kray.store.errors import NotFound, StoreError
 from tests.local_mode.conftest import KRAY, Local, start_local
+from tests.local_mode.test_lm_services import ARCHIVE, stand_in_archive
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.beside_k8s]
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "kuberay-samples"
@@ -58,6 +67,8 @@ DOC = ROOT / "docs" / "local-mode.md"
 CONCURRENCY = int(os.environ.get("KRAY_SAMPLES_CONCURRENCY", "3"))
 REFUSAL_CONCURRENCY = 6
 CLUSTER_READY = 300.0
+SERVICE_READY = 420.0
+"""A cluster, then Serve and its runtime envs (the working_dir archive) on two cores."""
 JOB_RUN = 480.0
 TEARDOWN = 180.0
 AS_FROM_A_TERMINAL = (
@@ -88,6 +99,7 @@ class Entry:
     refused: str | None = None
     invalid: str | None = None
     nothing: str | None = None
+    accepted: str | None = None
     why: str = ""
     note: str = ""
     until: str = "end"
@@ -103,16 +115,18 @@ def corpus() -> list[Entry]:
     assert found, f"{DOC} lacks the <!-- samples:corpus --> yaml block"
     entries = [Entry(**item) for item in yaml.safe_load(found.group(1)) or []]
     for entry in entries:
-        outcomes = [o for o in (entry.runs, entry.refused, entry.invalid, entry.nothing) if o]
-        assert len(outcomes) == 1, f"{entry.file}: give exactly one of runs/refused/invalid/nothing"
-        assert entry.runs in (None, "cluster", "job"), f"{entry.file}: runs is cluster or job, not {entry.runs!r}"
+        outcomes = [o for o in (entry.runs, entry.refused, entry.invalid, entry.nothing, entry.accepted) if o]
+        assert len(outcomes) == 1, f"{entry.file}: give exactly one of runs/refused/invalid/nothing/accepted"
+        assert entry.runs in (None, "cluster", "job", "service"), f"{entry.file}: runs is cluster, job or service"
+        assert not entry.accepted or entry.why, f"{entry.file}: say why an accepted sample is not run here"
         assert entry.until in ("end", "running"), f"{entry.file}: until is end or running, not {entry.until!r}"
     return entries
 
 
 ENTRIES = corpus()
 RUNS = [e for e in ENTRIES if e.runs]
-REJECTED = [e for e in ENTRIES if not e.runs]
+REJECTED = [e for e in ENTRIES if not e.runs and not e.accepted]
+ACCEPTED = [e for e in ENTRIES if e.accepted]
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -199,6 +213,42 @@ def test_refusals_store_nothing(refusals: Refusals) -> None:
     assert not refusals.new_objects, f"stored by the refused samples: {sorted(refusals.new_objects)}"
 
 
+# -- accepted, not run here ------------------------------------------------------------------------------
+
+
+def resolve(document: Any, path: str) -> Any:
+    """The value at a field path as kray's messages write it (``a.b[0].c``, ``labels[key]``); KeyError if absent."""
+    value = document
+    for part in re.findall(r"[^.\[\]]+|\[[^\]]*\]", path):
+        key: Any = part[1:-1] if part.startswith("[") else part
+        if isinstance(value, list):
+            key = int(key)
+        value = value[key]
+    return value
+
+
+@pytest.mark.parametrize("entry", ACCEPTED, ids=lambda e: e.file)
+def test_accepted_but_not_run_here(entry: Entry) -> None:
+    """What ``kray apply`` decides before it stores anything -- KubeRay's validation, then the fit check -- takes
+    the file; the field the entry names is there."""
+    validated = subprocess.run(
+        [KRAY, "validate", "-f", str(entry.path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert validated.returncode == 0, f"{entry.file}: kray validate exited {validated.returncode}:\n{validated.stdout}"
+    docs = documents(entry.path)
+    fit = plan_fit(docs, machine=gather_machine(docs))
+    assert not fit.refusals, f"{entry.file}: refused here, list it so: {[f.line(entry.file) for f in fit.refusals]}"
+    runnable = [d for d in docs if d.get("kind") in ("RayCluster", "RayJob", "RayService")]
+    assert runnable, f"{entry.file}: nothing kray apply would store"
+    found = []
+    for doc in runnable:
+        try:
+            found.append(resolve(doc, str(entry.accepted)))
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+    assert found, f"{entry.file}: no {entry.accepted} in it"
+
+
 # -- runs, unchanged --------------------------------------------------------------------------------------
 
 
@@ -256,6 +306,14 @@ def describe(local: Local, namespace: str) -> str:
                 f"RayCluster {cluster['metadata']['name']}: state={status.get('state')} "
                 f"reason={status.get('reason')} ready workers={status.get('readyWorkerReplicas')}"
             )
+        for service in local.list(RAYSERVICE, namespace=namespace):
+            status = service.get("status") or {}
+            conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+            apps = (status.get("activeServiceStatus") or status.get("pendingServiceStatus") or {}).get(
+                "applicationStatuses"
+            ) or {}
+            said = {name: (app.get("status"), str(app.get("message") or "")[-200:]) for name, app in apps.items()}
+            lines.append(f"RayService {service['metadata']['name']}: conditions={conditions} apps={said}")
         for job in local.list(RAYJOB, namespace=namespace):
             status = job.get("status") or {}
             lines.append(
@@ -311,6 +369,37 @@ def apply_cluster(local: Local, path: Path, namespace: str, tracker: Tracker) ->
         return ((cluster or {}).get("status") or {}).get("state") == "ready"
 
     wait(ready, timeout=CLUSTER_READY, what=f"RayCluster {name} ready", local=local, namespace=namespace)
+    return name
+
+
+def apply_service(local: Local, path: Path, namespace: str, tracker: Tracker, *, archive: str) -> str:
+    """``kray apply -f`` of the sample (its test_dag archive served on loopback) until the RayService is Ready with
+    every application RUNNING (KubeRay: the Ready condition once the active cluster serves every app)."""
+    text = path.read_text()
+    if ARCHIVE in text:
+        text = text.replace(ARCHIVE, archive)
+        path = local.manifests / f"{namespace}-{path.name}"
+        path.write_text(text)
+    assert "github.com" not in text, f"{path.name} fetches from GitHub, which this machine cannot reach"
+    result = local.kray("apply", "-f", str(path), "-n", namespace, timeout=120)
+    assert result.returncode == 0, f"kray apply -f {path.name} exited {result.returncode}:\n{result.stderr}"
+    name = str(next(d["metadata"]["name"] for d in documents(path) if d.get("kind") == "RayService"))
+
+    def ready() -> bool:
+        tracker.look()
+        status = (get(local, RAYSERVICE, name, namespace) or {}).get("status") or {}
+        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+        apps = (status.get("activeServiceStatus") or {}).get("applicationStatuses") or {}
+        running = bool(apps) and all(app.get("status") == "RUNNING" for app in apps.values())
+        return conditions.get("Ready") == "True" and running
+
+    wait(
+        ready,
+        timeout=SERVICE_READY,
+        what=f"RayService {name} Ready, every app RUNNING",
+        local=local,
+        namespace=namespace,
+    )
     return name
 
 
@@ -401,15 +490,16 @@ def submit_interactively(local: Local, namespace: str, tracker: Tracker, *, time
 
 def tear_down(local: Local, namespace: str, tracker: Tracker) -> None:
     """Delete what the sample made, as a user would, and wait until its pods and their processes are gone."""
-    for resource, kind in ((RAYJOB, "job"), (RAYCLUSTER, "cluster")):
+    for resource, kind in ((RAYSERVICE, "service"), (RAYJOB, "job"), (RAYCLUSTER, "cluster")):
         for obj in local.list(resource, namespace=namespace):
             result = local.kray("delete", kind, obj["metadata"]["name"], "-n", namespace, "--no-wait", timeout=60)
             assert result.returncode == 0 or "not found" in result.stderr, f"kray delete {kind}: {result.stderr}"
 
     def gone() -> bool:
-        return not tracker.look() and not local.list(RAYCLUSTER, namespace=namespace)
+        owners = local.list(RAYSERVICE, namespace=namespace) + local.list(RAYCLUSTER, namespace=namespace)
+        return not tracker.look() and not owners
 
-    wait(gone, timeout=TEARDOWN, what="the sample's clusters and pods gone", local=local, namespace=namespace)
+    wait(gone, timeout=TEARDOWN, what="the sample's services, clusters and pods gone", local=local, namespace=namespace)
     deadline = time.monotonic() + 30
     left = tracker.live_processes()
     while left and time.monotonic() < deadline:
@@ -421,7 +511,7 @@ def tear_down(local: Local, namespace: str, tracker: Tracker) -> None:
 FAILURES = (AssertionError, StoreError, NotFound, subprocess.SubprocessError, OSError)
 
 
-def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
+def run_sample(local: Local, entry: Entry, namespace: str, *, archive: str = "") -> Outcome:
     """Run one sample as a user would, then delete it; a failure of either part is reported, both if both fail."""
     tracker = Tracker(local, namespace)
     started = time.monotonic()
@@ -429,6 +519,8 @@ def run_sample(local: Local, entry: Entry, namespace: str) -> Outcome:
     try:
         if entry.runs == "cluster":
             apply_cluster(local, entry.path, namespace, tracker)
+        elif entry.runs == "service":
+            apply_service(local, entry.path, namespace, tracker, archive=archive)
         else:
             if entry.file in EXISTING_CLUSTER:
                 sample, name = EXISTING_CLUSTER[entry.file]
@@ -465,11 +557,15 @@ def ran(local: Local, request: pytest.FixtureRequest) -> dict[str, Outcome]:
         if isinstance(item, pytest.Function) and item.originalname == "test_runs_unchanged"
     }
     selected = [entry for entry in RUNS if entry.file in chosen]
-    order = sorted(selected, key=lambda e: e.runs != "job")  # jobs (the longest) first
+    order = sorted(selected, key=lambda e: e.runs not in ("job", "service"))  # jobs and services (the longest) first
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+    with (
+        stand_in_archive() as archive,
+        concurrent.futures.ThreadPoolExecutor(max_workers=CONCURRENCY) as pool,
+    ):
         futures = {
-            entry.file: pool.submit(run_sample, local, entry, f"sample-{index}") for index, entry in enumerate(order)
+            entry.file: pool.submit(run_sample, local, entry, f"sample-{index}", archive=archive)
+            for index, entry in enumerate(order)
         }
         outcomes = {name: future.result() for name, future in futures.items()}
     took = time.monotonic() - started

@@ -101,13 +101,14 @@ def permissive_plane(k8s_binaries: Binaries) -> Iterator[tuple[ControlPlane, str
 
     async def prepare(plane: ControlPlane) -> None:
         async with KubeStore.from_kubeconfig(plane.kubeconfig) as store:
-            for kind in ("RayCluster", "RayJob"):
+            for kind in ("RayCluster", "RayJob", "RayService"):  # the operator watches all three
                 await store.create(CRD, permissive_crd(kind))
             await store.create(NAMESPACE, {"metadata": {"name": namespace}})
             await store.create(NODE, kwok.node_manifest(f"kwok-{secrets.token_hex(3)}"))
 
             async def ready() -> bool:
-                crds = [await store.get(CRD, f"{p}.ray.io", namespace=None) for p in ("rayclusters", "rayjobs")]
+                plurals = ("rayclusters", "rayjobs", "rayservices")
+                crds = [await store.get(CRD, f"{p}.ray.io", namespace=None) for p in plurals]
                 established = all(
                     any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions(c))
                     for c in crds

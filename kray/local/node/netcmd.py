@@ -16,7 +16,7 @@ from typing import Any
 
 from kray.local.sandbox import SandboxError
 
-__all__ = ["COMMAND_TIMEOUT", "NETNS_DIR", "json_sync", "run", "run_sync"]
+__all__ = ["COMMAND_TIMEOUT", "LISTING_ATTEMPTS", "NETNS_DIR", "json_sync", "run", "run_sync"]
 
 COMMAND_TIMEOUT = 20.0
 """Seconds one ``ip``/``nft`` call may take (a busy 2-core machine makes a netns in ~10 ms)."""
@@ -62,8 +62,24 @@ def run_sync(what: str, *argv: str, stdin: str | None = None, timeout: float = C
     return done.stdout
 
 
+LISTING_ATTEMPTS = 3
+"""How often a listing that came out unreadable is asked again (see :func:`json_sync`)."""
+
+
 def json_sync(what: str, *argv: str) -> list[dict[str, Any]]:
-    """An ``ip -j`` listing (an empty output is an empty list)."""
-    out = run_sync(what, *argv).strip()
-    parsed = json.loads(out) if out else []
-    return parsed if isinstance(parsed, list) else []
+    """An ``ip -j`` listing (an empty output is an empty list).
+
+    A netlink dump that links or routes changed under (another pod's veth going away) can come out torn --
+    the JSON cut at its start, seen with iproute2 on a busy node -- so an unreadable listing is asked again:
+    a listing is a snapshot, the next one is as good. :class:`SandboxError` if none of the attempts parses.
+    """
+    for attempt in range(1, LISTING_ATTEMPTS + 1):
+        out = run_sync(what, *argv).strip()
+        try:
+            parsed = json.loads(out) if out else []
+        except ValueError as e:
+            if attempt == LISTING_ATTEMPTS:
+                raise _error(what, argv, f"unreadable output {attempt} times ({e}): {out[:200]!r}") from None
+            continue
+        return parsed if isinstance(parsed, list) else []
+    raise AssertionError("unreachable")

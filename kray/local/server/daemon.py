@@ -3,6 +3,8 @@
 Holds an exclusive lock on ``server.lock`` (one server per state dir), hosts the local control
 plane, serves the API on 127.0.0.1 (a random port, written to ``server.json``), and on SIGTERM
 stops every pod's processes before it exits. The API token is ``server.token`` (mode 0600).
+Beside it, on another loopback port, the Kubernetes API that Ray's autoscaler uses, over TLS
+(:mod:`kray.local.server.kube_api`; ``kube_api_url`` and ``kube_api_ca`` in ``server.json``).
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ import structlog
 import uvicorn
 
 from kray.local import config
+from kray.local.environment import KubeApiEndpoint
 from kray.local.paths import LocalPaths
 from kray.local.runtime import LocalControlPlane
 from kray.local.server.api import build_app
+from kray.local.server.kube_api import build_kube_app
+from kray.local.server.kube_tls import ensure_serving_tls
 from kray.local.server.routes import build_routes
 
 
@@ -55,10 +60,15 @@ def read_or_create_token(path: Path) -> str:
 
 
 async def serve(paths: LocalPaths, token: str) -> None:
+    # The Kubernetes API for Ray's autoscaler sidecars: HTTPS only (its client refuses http://). Its address is
+    # known before the control plane starts, which hands it to the head pods it makes.
+    tls = ensure_serving_tls(paths.home / "kube-api")
+    kube_sock, kube_port = _kept_loopback_socket(paths.home / "kube-api" / "port")
     plane = LocalControlPlane(
         paths=paths,
         job_settings=config.job_settings(os.environ),
         runner_settings=config.runner_settings(os.environ, state_dir=paths.home),
+        kube_api=KubeApiEndpoint(host="127.0.0.1", port=kube_port, ca_cert=tls.ca_cert),
     )
     await plane.start()
     assert plane.store is not None
@@ -66,23 +76,71 @@ async def serve(paths: LocalPaths, token: str) -> None:
     app = build_app(
         store=plane.store, token=token, extra_routes=build_routes(store=plane.store, history=plane.history, paths=paths)
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    sock, port = _loopback_socket()
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    kube_server = _Server(
+        uvicorn.Config(
+            build_kube_app(store=plane.store),
+            log_level="warning",
+            lifespan="off",
+            access_log=False,
+            ssl_certfile=str(tls.cert),
+            ssl_keyfile=str(tls.key),
+        )
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_exit)
-    info = {"pid": os.getpid(), "port": port, "url": f"http://127.0.0.1:{port}"}
+    info = {
+        "pid": os.getpid(),
+        "port": port,
+        "url": f"http://127.0.0.1:{port}",
+        "kube_api_url": f"https://127.0.0.1:{kube_port}",
+        "kube_api_ca": str(tls.ca_cert),
+    }
     tmp = paths.server_info.with_suffix(".tmp")
     tmp.write_text(json.dumps(info))
     tmp.replace(paths.server_info)
     try:
-        await server.serve(sockets=[sock])
+        kube_serving = asyncio.create_task(kube_server.serve(sockets=[kube_sock]))
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            # Without waiting for its connections: a TLS connection the client closed lingers until asyncio's
+            # 30 s SSL shutdown timeout, and the autoscaler retries whatever a stop cuts short.
+            kube_server.should_exit = kube_server.force_exit = True
+            await kube_serving
     finally:
         paths.server_info.unlink(missing_ok=True)
         await plane.stop(kill_pods=True)
+
+
+def _kept_loopback_socket(record: Path) -> tuple[socket.socket, int]:
+    """A loopback socket on the port ``record`` names (a previous server's), else on a new one, recorded.
+
+    The head pods' autoscalers keep the Kubernetes API's address in their environment, and they outlive a server
+    restart (it adopts running pods): the API must come back where they look for it.
+    """
+    with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+        port = int(record.read_text().strip())
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.close()
+            raise
+        return sock, port
+    sock, port = _loopback_socket()
+    record.write_text(f"{port}\n")
+    return sock, port
+
+
+def _loopback_socket() -> tuple[socket.socket, int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock, int(sock.getsockname()[1])
 
 
 def main(argv: list[str] | None = None) -> int:

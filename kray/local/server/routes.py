@@ -1,4 +1,4 @@
-"""kray's own endpoints on the local server: job history, driver logs, cluster access."""
+"""kray's own endpoints on the local server: job and Serve config history, driver logs, cluster access."""
 
 from __future__ import annotations
 
@@ -26,6 +26,12 @@ def build_routes(*, store: Store, history: JobHistory, paths: LocalPaths) -> lis
         name = request.query_params.get("name")
         records = await asyncio.to_thread(history.records, namespace=namespace, name=name)
         return JSONResponse([r.as_dict() for r in records])
+
+    async def services(request: Request) -> Response:
+        namespace = request.query_params.get("namespace")
+        name = request.query_params.get("name")
+        changes = await asyncio.to_thread(history.serve_changes, namespace=namespace, name=name)
+        return JSONResponse([c.as_dict() for c in changes])
 
     async def logs(request: Request) -> Response:
         namespace, name = request.path_params["namespace"], request.path_params["name"]
@@ -70,6 +76,7 @@ def build_routes(*, store: Store, history: JobHistory, paths: LocalPaths) -> lis
 
     return [
         Route("/kray/v1/history/jobs", jobs),
+        Route("/kray/v1/history/services", services),
         Route("/kray/v1/history/jobs/{namespace}/{name}/logs", logs),
         Route("/kray/v1/clusters/{namespace}/{name}/access", access),
     ]

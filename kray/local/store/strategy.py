@@ -10,7 +10,8 @@ defaults and structural schema. Preconditions that need the stored version (``re
 Rules measured against kube-apiserver 1.37 (see tests/store): ``generation`` exists only on custom
 resources, Pods and Jobs; custom resources refuse an update without ``resourceVersion``
 (Invalid), core kinds accept it; a ``uid`` that differs from the stored one is a Conflict; a
-no-op update keeps the resourceVersion; marking an object deleted bumps its generation.
+no-op update keeps the resourceVersion; marking an object deleted bumps its generation; a new Pod is
+``Pending`` with its QoS class (:mod:`kray.local.store.podqos`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from kray.api import structural
 from kray.api.crd import crd
 from kray.api.errors import FieldError
+from kray.local.store.podqos import pod_qos_class
 from kray.store import Obj, Propagation, Resource
 from kray.store import meta as m
 from kray.store.errors import Conflict, Invalid
@@ -109,6 +111,9 @@ def prepare_create(resource: Resource, obj: Any, *, stamp: Stamp, namespace: str
     out["metadata"] = meta
     if resource.status_subresource:
         out.pop("status", None)
+    if resource.kind == "Pod" and resource.api_version == "v1":
+        # The pod strategy's PrepareForCreate: a new pod is Pending, with its QoS class, before any kubelet.
+        out["status"] = {"phase": "Pending", "qosClass": pod_qos_class(out.get("spec") or {})}
     if resource.kind == "Namespace" and resource.api_version == "v1":
         out["spec"] = {"finalizers": [m.NAMESPACE_FINALIZER]}
         out["status"] = {"phase": "Active"}

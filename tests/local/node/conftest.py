@@ -8,7 +8,6 @@ no host route, so concurrent runs never collide; teardown asserts nothing carryi
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import random
 import secrets
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from kray.local.node.netcmd import json_sync
 from kray.local.node.network import NodeNetwork
 
 SERVER = """
@@ -53,20 +53,16 @@ def leftovers(prefix: str) -> list[str]:
         for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
         if n.startswith(f"{prefix}-")
     ]
-    links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True, text=True, check=True).stdout)
+    links = json_sync("listing the host's links", "ip", "-j", "link", "show")
     found += [f"link {link['ifname']}" for link in links if link["ifname"].startswith(prefix)]
-    routes = json.loads(
-        subprocess.run(["ip", "-j", "route", "show"], capture_output=True, text=True, check=True).stdout
-    )
+    routes = json_sync("listing the host's routes", "ip", "-j", "route", "show")
     found += [f"route {r['dst']}" for r in routes if str(r.get("dev", "")).startswith(prefix)]
     return found
 
 
 def host_routes() -> list[ipaddress.IPv4Network]:
-    out = subprocess.run(
-        ["ip", "-j", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
-    )
-    return [ipaddress.IPv4Network(r["dst"], strict=False) for r in json.loads(out.stdout) if r["dst"] != "default"]
+    routes = json_sync("listing the host's routes", "ip", "-j", "-4", "route", "show", "table", "all")
+    return [ipaddress.IPv4Network(r["dst"], strict=False) for r in routes if r["dst"] != "default"]
 
 
 @pytest.fixture

@@ -62,7 +62,13 @@ def test_a_pod_in_its_own_network_namespace(
         agent.start()
         try:
             env = [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
-            liveness = {"exec": {"command": ["test", "-s", TOKEN]}, "periodSeconds": 1, "failureThreshold": 1}
+            # Slack for a loaded machine (CI runs two lanes beside Ray): a missing token still fails every attempt.
+            liveness = {
+                "exec": {"command": ["test", "-s", TOKEN]},
+                "periodSeconds": 1,
+                "timeoutSeconds": 10,
+                "failureThreshold": 3,
+            }
             manifest = pod_manifest(
                 "web",
                 namespace,
@@ -92,7 +98,7 @@ def test_a_pod_in_its_own_network_namespace(
             cidr = ipaddress.IPv4Network(pod_cidr)
             assert ipaddress.IPv4Address(status["podIP"]) in cidr
             assert status["hostIP"] == str(cidr.network_address + 1)
-            assert status["containerStatuses"][0]["restartCount"] == 0, "the exec probe (token file) failed"
+            assert status["containerStatuses"][0]["restartCount"] == 0, f"the exec probe (token file) failed: {shown()}"
             assert f"env {status['podIP']} 10.96.0.1" in log.read_text()
             # Nothing of the agent's environment (its kubeconfig), the pod's hostname, an image's working dir.
             assert "kubeconfig None hostname web cwd /\n" in log.read_text()
