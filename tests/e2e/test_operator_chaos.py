@@ -230,12 +230,14 @@ def kill_leaders(e2e: E2E, jobs: Jobs, *, rng: random.Random, since: float) -> l
     kills: list[Kill] = []
     while len(kills) < KILLS and jobs.unfinished():
         wait_for(lambda: leader_pid(e2e), timeout=90, what="an operator leading", seen=jobs.seen)
-        time.sleep(rng.uniform(0.5, 8.0))
+        time.sleep(rng.uniform(0.5, 3.0))  # short: on a quick machine the 20 RayJobs finish ~20 s after a takeover
         leader = leader_pid(e2e)
         if leader is None:
             continue
         identity, pod, pid = leader
         left = len(jobs.unfinished())
+        if not left:  # every RayJob finished during the random pause: a kill now would test nothing
+            break
         os.kill(pid, signal.SIGKILL)
         kills.append(Kill(time.monotonic() - since, pod, pid, identity, left))
         print(f"killed leader {pod} pid {pid} at {kills[-1].at:.1f}s ({left} RayJobs unfinished)")
@@ -277,8 +279,7 @@ def test_operator_killed_repeatedly_runs_every_rayjob_exactly_once(
         e2e.create(rayjob(index, namespace))
     t_jobs = time.monotonic()
     kills = kill_leaders(e2e, jobs, rng=rng, since=t_jobs)
-    assert len(kills) >= 2, f"the kills hit no running RayJob: {kills}"
-    assert all(k.unfinished > 0 for k in kills), f"a kill after every RayJob finished: {kills}"
+    assert len(kills) >= 2, f"fewer than 2 kills while RayJobs ran: {kills}"
 
     wait_for(lambda: not jobs.unfinished(), timeout=480, what="every RayJob finished", seen=jobs.seen)
     print(f"{JOBS} RayJobs finished {time.monotonic() - t_jobs:.1f}s after creation, {len(kills)} kills")
