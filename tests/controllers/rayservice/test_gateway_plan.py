@@ -169,6 +169,24 @@ def test_readiness_is_read_from_the_status_as_kuberay_reads_it() -> None:
     assert route_ready(gateway, route)
 
 
+def test_a_route_is_ready_only_once_the_gateway_reports_its_current_generation() -> None:
+    """The weights of generation 3 are not in effect while the gateway's conditions speak of generation 2: the
+    next capacity step (which relies on them) waits."""
+    gateway = {"metadata": {"name": "svc-gateway", "namespace": "ns"}}
+
+    def route(observed: int | None) -> dict[str, Any]:
+        conditions = [{"type": t, "status": "True"} for t in ("Accepted", "ResolvedRefs")]
+        if observed is not None:
+            for condition in conditions:
+                condition["observedGeneration"] = observed
+        parent = {"parentRef": {"name": "svc-gateway"}, "conditions": conditions}
+        return {"metadata": {"generation": 3}, "status": {"parents": [parent]}}
+
+    assert not route_ready(gateway, route(2)), "conditions of the previous generation"
+    assert route_ready(gateway, route(3))
+    assert route_ready(gateway, route(None)), "a gateway that writes no observedGeneration: conditions alone"
+
+
 def test_api_server_defaults_are_no_change_but_a_new_weight_is() -> None:
     wanted = {"rules": [{"backendRefs": [{"name": "a-serve-svc", "port": 8000, "weight": 90}]}]}
     defaulted = {"rules": [{"backendRefs": [{"group": "", "kind": "Service", "name": "a-serve-svc", "port": 8000,

@@ -109,19 +109,38 @@ def gateway_ready(gateway: Mapping[str, Any] | None) -> bool:
     return _true(conditions, "Accepted") and _true(conditions, "Programmed")
 
 
+def _current(conditions: Any, type_: str, generation: Any) -> bool:
+    """Condition ``type_`` is True and, when both generations are known, written for ``generation``."""
+    for condition in conditions or ():
+        if condition.get("type") != type_ or condition.get("status") != "True":
+            continue
+        observed = condition.get("observedGeneration")
+        if observed is None or generation is None or observed >= generation:
+            return True
+    return False
+
+
 def route_ready(gateway: Mapping[str, Any] | None, route: Mapping[str, Any] | None) -> bool:
     """``IsHTTPRouteReady``: the route's status entry for this Gateway (by name, and namespace when given)
-    has Accepted and ResolvedRefs True."""
+    has Accepted and ResolvedRefs True -- and, unlike KubeRay, written for the route's current generation.
+
+    Why the generation (a deliberate difference, docs/compatibility.md): the step after the last weight change
+    lowers the old cluster's ``target_capacity``. KubeRay takes that step on the next reconcile, while the
+    gateway may still route by the previous weights (its Accepted condition is still True, for the previous
+    generation), so requests reach replicas that Serve is removing. Waiting for the gateway to report the
+    current generation means it has taken in the weights the capacity step relies on."""
     if gateway is None or route is None:
         return False
     meta = gateway.get("metadata") or {}
+    generation = (route.get("metadata") or {}).get("generation")
     for parent in (route.get("status") or {}).get("parents") or ():
         ref = parent.get("parentRef") or {}
         if ref.get("name") != meta.get("name"):
             continue
         if ref.get("namespace") is not None and ref.get("namespace") != meta.get("namespace"):
             continue
-        if _true(parent.get("conditions"), "Accepted") and _true(parent.get("conditions"), "ResolvedRefs"):
+        conditions = parent.get("conditions")
+        if _current(conditions, "Accepted", generation) and _current(conditions, "ResolvedRefs", generation):
             return True
     return False
 
