@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kray.controllers.rayservice.plan import PutServeConfig
+from kray.controllers.rayservice.plan.stepping import TRAFFIC_SETTLE_SECONDS
 from tests.controllers.rayservice.support import World
 from tests.controllers.rayservice.test_incremental_wired import incremental, set_image
 
@@ -88,13 +89,16 @@ def test_weights_and_capacities_stay_sound_then_settle(
         _check(world, before, step)
         world.now += timedelta(seconds=op[1])
     spec = copy.deepcopy(world.manifest["spec"]["rayClusterConfig"])
-    for _ in range(400):  # the longest path: a rollback, then a whole upgrade at 1% per 40 s
+    # The longest path: a rollback, then a whole upgrade at 1% per 40 s; each tick also lets the traffic
+    # settle before the active capacity falls.
+    tick = max(interval, TRAFFIC_SETTLE_SECONDS)
+    for _ in range(400):
         before = _pointers(world)
         world.step()
         _check(world, before, step)
         if not world.pending() and not _rolling_back(world):
             break
-        world.now += timedelta(seconds=interval)
+        world.now += timedelta(seconds=tick)
     assert world.manifest["spec"]["rayClusterConfig"] == spec
     active, pending = _pointers(world)
     assert not pending.get("rayClusterName"), f"still upgrading: {world.status}"

@@ -105,6 +105,33 @@ def test_upgrade_steps_capacity_then_traffic_then_promotes() -> None:
     assert old not in world.clusters, "the old cluster goes after rayClusterDeletionDelaySeconds"
 
 
+def test_the_active_capacity_falls_only_once_the_traffic_has_settled() -> None:
+    """kray, not KubeRay: the gateway (locally, kray's serve address) takes in new weights a moment after the
+    route or status says them; the active cluster keeps its capacity for TRAFFIC_SETTLE_SECONDS after each move."""
+    world = settled(step=50, interval=1, surge=50)
+    old = world.active() or ""
+    set_image(world, NEW_IMAGE)
+    moved_at = None
+    drops: list[float] = []
+    last_weights = weights(world)
+    last_capacity: int | None = 100
+    for _ in range(120):
+        world.step()
+        now_weights = weights(world)
+        if now_weights != last_weights and world.pending():
+            moved_at, last_weights = world.now, now_weights
+        capacity = world.capacity.get(old)  # what the old cluster's Serve was last told
+        if capacity is not None and last_capacity is not None and capacity < last_capacity:
+            assert moved_at is not None
+            drops.append((world.now - moved_at).total_seconds())
+        last_capacity = capacity
+        if capacity == 0:
+            break
+        world.now += timedelta(seconds=1)
+    assert len(drops) == 2, f"100 -> 50 -> 0 expected; drops {drops}, status {world.status}"
+    assert all(5.0 <= waited <= 7.0 for waited in drops), drops
+
+
 def _run_until(world: World, done: Any, *, limit: int = 120) -> None:
     for _ in range(limit):
         world.step()

@@ -369,6 +369,7 @@ def _serve(
             rollback=step.rollback,
             gateway_ready=observed.gateway_ready,
             route_ready=observed.route_ready,
+            now=observed.now,
         )
         if put is not None:
             actions.append(put)

@@ -15,7 +15,8 @@ pending cluster sets ``RollbackInProgress`` (reason ``DesiredClusterSpecChanged`
 spec rolls back first; the next reconcile then prepares a new pending cluster for it.
 
 Invariants: the two weights always sum to 100; traffic never goes to the pending cluster beyond its
-capacity nor before it is ready; a capacity is lowered only once traffic matches the pending capacity.
+capacity nor before it is ready; a capacity is lowered only once traffic matches the pending capacity, and
+(kray, not KubeRay) the active cluster's only :data:`TRAFFIC_SETTLE_SECONDS` after the weights last moved.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ ROLLBACK_MESSAGE = (  # kray's words: KubeRay's message was not available to rea
     "The desired RayCluster spec no longer matches the pending RayCluster: rolling back to the active RayCluster"
 )
 _ACTIVE, _PENDING = "activeServiceStatus", "pendingServiceStatus"
+TRAFFIC_SETTLE_SECONDS = 5.0
+"""How long after the route's weights last moved the active cluster's capacity may fall (a deliberate
+difference, docs/compatibility.md). A gateway reports a route's new generation when it has read it, and routes
+by it once its data plane has taken it in: Traefik applies configuration up to its provider throttle later (2 s
+by default). Locally, kray's serve address switches when it sees the status, not before the write. Lowering
+capacity in that window sends requests to replicas Serve is removing."""
 
 
 def options(service: RayService) -> ClusterUpgradeOptions | None:
@@ -77,6 +84,7 @@ def capacity_put(
     rollback: bool,
     gateway_ready: bool,
     route_ready: bool,
+    now: datetime,
 ) -> PutServeConfig | None:
     """``checkIfNeedTargetCapacityUpdate`` then ``reconcileServeTargetCapacity`` for ``cluster``: the PUT of
     its (cached) Serve config with a new ``target_capacity``, the status updated to it; None: no change."""
@@ -100,11 +108,19 @@ def capacity_put(
         opts = options(service)
         surge = 100 if opts is None or opts.max_surge_percent is None else int(opts.max_surge_percent)
         goal = capacity_goal(progress(status), for_active=is_active, max_surge=surge)
+        if goal is not None and is_active and not traffic_settled(status, now=now):
+            return None  # the next reconcile (requeued every few seconds mid-upgrade) takes the step
     if goal is None:
         return None
     config = serve_config_json(cluster.cached_serve_config or service.spec.serve_config_v2 or "", target_capacity=goal)
     status[_ACTIVE if is_active else _PENDING]["targetCapacity"] = goal
     return PutServeConfig(cluster.name, config, cache_as=None)
+
+
+def traffic_settled(status: dict[str, Any], *, now: datetime) -> bool:
+    """:data:`TRAFFIC_SETTLE_SECONDS` have passed since the weights last moved (or they never did)."""
+    last = st.parse_time((status.get(_PENDING) or {}).get("lastTrafficMigratedTime"))
+    return last is None or (now - last).total_seconds() >= TRAFFIC_SETTLE_SECONDS
 
 
 def route_weights(
