@@ -24,6 +24,7 @@ request went to and what it answered, for a failed request's post-mortem.
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -40,6 +41,7 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRole, ClusterRoleBi
 from kray.dev.binaries import TRAEFIK, Binaries
 from kray.dev.gateway_api import crd_files
 from kray.dev.pytest_plugin import fresh_namespace
+from kray.local.podrunner import pod_dir
 from tests.e2e.support import E2E
 from tests.local.node.agent_helpers import wait_for
 
@@ -190,8 +192,12 @@ def _ready_on_agent(e2e: E2E, namespace: str) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+def gateway_class(e2e: E2E) -> dict[str, Any]:
+    return dict(e2e.client.get(GatewayClass, GATEWAY_CLASS).to_dict())  # type: ignore[no-untyped-call]
+
+
 def class_accepted(e2e: E2E) -> bool:
-    found = e2e.client.get(GatewayClass, GATEWAY_CLASS).to_dict()
+    found = gateway_class(e2e)
     conditions = (found.get("status") or {}).get("conditions") or ()
     return any(c.get("type") == "Accepted" and c.get("status") == "True" for c in conditions)
 
@@ -204,14 +210,19 @@ def traefik_log(e2e: E2E, namespace: str, *, lines: int = 30) -> str:
     return "\n".join(tails) or "(no Traefik pod)"
 
 
-def access_log(e2e: E2E, namespace: str) -> Path | None:
-    """The Traefik container's log file (its access log lines are the JSON ones with ``RequestPath``)."""
-    from kray.local.podrunner import pod_dir
-
-    found = traefik_pods(e2e, namespace)
-    if not found:
-        return None
-    return pod_dir(e2e.state_dir, namespace, found[0]["metadata"]["name"]) / "traefik.log"
+def access_log_errors(e2e: E2E, namespace: str, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The access log's requests that Traefik did not answer 200 (start time, status, the backend it picked)."""
+    out: list[dict[str, Any]] = []
+    for pod in traefik_pods(e2e, namespace):
+        path = pod_dir(e2e.state_dir, namespace, pod["metadata"]["name"]) / "traefik.log"
+        with contextlib.suppress(OSError):
+            for line in path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    entry = json.loads(line)
+                    if isinstance(entry, dict) and "DownstreamStatus" in entry and entry["DownstreamStatus"] != 200:
+                        keep = ("StartUTC", "Duration", "DownstreamStatus", "OriginStatus", "ServiceURL", "RouterName")
+                        out.append({k: entry.get(k) for k in keep})
+    return out[-limit:]
 
 
 @contextlib.contextmanager
@@ -239,7 +250,9 @@ def traefik_gateway(e2e: E2E, binaries: Binaries) -> Iterator[Traefik]:
                     "metadata": {"name": GATEWAY_CLASS}, "spec": {"controllerName": CONTROLLER_NAME}})  # fmt: skip
         try:
             e2e.create(_service(namespace))
-            cluster_ip = str(e2e.client.get(Service, SERVICE, namespace=namespace).spec.clusterIP)
+            spec = e2e.client.get(Service, SERVICE, namespace=namespace).spec
+            cluster_ip = str(spec.clusterIP if spec is not None else "")
+            assert cluster_ip not in ("", "None"), f"Service {namespace}/{SERVICE} has no ClusterIP: {spec}"
             e2e.create(_deployment(namespace=namespace, account=account, binary=binary, cluster_ip=cluster_ip))
             wait_for(
                 lambda: _ready_on_agent(e2e, namespace),
@@ -251,7 +264,7 @@ def traefik_gateway(e2e: E2E, binaries: Binaries) -> Iterator[Traefik]:
                 lambda: class_accepted(e2e),
                 timeout=60,
                 what=f"GatewayClass {GATEWAY_CLASS} Accepted by Traefik",
-                seen=lambda: f"{e2e.client.get(GatewayClass, GATEWAY_CLASS).to_dict()}\n{traefik_log(e2e, namespace)}",
+                seen=lambda: f"{gateway_class(e2e)}\n{traefik_log(e2e, namespace)}",
             )
             e2e.notes.append(f"Traefik ready in {time.monotonic() - t0:.1f}s")
             yield Traefik(namespace=namespace, cluster_ip=cluster_ip)

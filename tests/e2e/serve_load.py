@@ -1,4 +1,5 @@
-"""The constant request loop the RayService upgrade tests run against Serve, from inside a pod, and its verdict.
+"""The constant request loop the RayService upgrade tests run against Serve, from inside a pod, and its verdict;
+and what it runs in and against: a plain prober pod, and ``examples/rayservice.yaml`` sized for the e2e node.
 
 Why in a pod: the loop must reach Serve as any other pod does -- a Service's DNS name (the pod's hosts file) and
 its ClusterIP (the agent's nftables), or a Gateway's -- so it runs joined into a plain pod's network namespace.
@@ -27,8 +28,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from kray.local.volumes import join_argv
 from tests.e2e.support import E2E, container_pid
+from tests.serve_example import EXAMPLE
 
 RATE = 25.0
 MIN_RATE = 20.0
@@ -100,6 +104,35 @@ for t in threads:
     t.join()
 emit({"sent": i, "seconds": seconds, "drained": time.monotonic() - t0})
 """
+
+
+# -- what the load runs in and against ------------------------------------------------------------------------
+
+
+def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The example's ConfigMap and RayService, worker group at 0, in ``namespace``."""
+    config_map, service = yaml.safe_load_all(EXAMPLE.read_text())
+    for obj in (config_map, service):
+        obj["metadata"]["namespace"] = namespace
+    group = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
+    group.update(replicas=0, minReplicas=0)
+    # KubeRay's default is 60 s; 10 s leaves kube-proxy's (here the agent's nftables) switch time to settle.
+    service["spec"]["rayClusterDeletionDelaySeconds"] = 10
+    return config_map, service
+
+
+def prober_pod(namespace: str) -> dict[str, Any]:
+    """A plain pod that only waits: the request loop runs joined into its network namespace."""
+    container = {"name": "prober", "image": "rayproject/ray:2.60.0", "command": ["sleep", "3600"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "prober", "namespace": namespace},
+        "spec": {"containers": [container], "terminationGracePeriodSeconds": 1},
+    }
+
+
+# -- the load, from inside the prober pod -------------------------------------------------------------------
 
 
 @dataclass

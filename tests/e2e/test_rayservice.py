@@ -15,9 +15,8 @@ new version answering after it. The loop runs inside a prober pod's network name
 its own Kubernetes namespace) and reaches Serve only as any other pod would: the Service's DNS name (the pod's
 hosts file) and its ClusterIP (the agent's nftables forwarding to the EndpointSlices' ready pods).
 
-Incremental upgrades (``NewClusterWithIncrementalUpgrade``) are not run here: on Kubernetes they need Gateway API
-objects (a Gateway and weighted HTTPRoutes) that kray's operator does not create yet; local mode runs them
-(``tests/local_mode/test_lm_serve_upgrades.py``).
+Incremental upgrades (``NewClusterWithIncrementalUpgrade``: a Gateway and a weighted HTTPRoute, served by Traefik)
+run in ``test_rayservice_incremental.py``; the load loop (``serve_load.py``) is the same.
 """
 
 from __future__ import annotations
@@ -32,16 +31,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 from lightkube.resources.core_v1 import ConfigMap, Pod
 from lightkube.types import PatchType
 
 from kray.dev.pytest_plugin import fresh_namespace
 from kray.local.volumes import join_argv
-from tests.e2e.serve_load import Load, check
+from tests.e2e.serve_load import Load, check, example, prober_pod
 from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods, service_endpoints
 from tests.local.node.agent_helpers import wait_for
-from tests.serve_example import EXAMPLE, set_build, set_version
+from tests.serve_example import set_build, set_version
 
 # The package's cluster fixture (~700 s of bounded waits under load) counts in the first test's budget; then
 # Ready 240 s, the prober 60 s, each upgrade 240 s, teardown 120 s.
@@ -49,32 +47,6 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(2100)]
 
 NAME = "serve-versions"
 SERVE_SVC = f"{NAME}-serve-svc"
-# -- the RayService ---------------------------------------------------------------------------------------
-
-
-def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The example's ConfigMap and RayService, worker group at 0, in ``namespace``."""
-    config_map, service = yaml.safe_load_all(EXAMPLE.read_text())
-    for obj in (config_map, service):
-        obj["metadata"]["namespace"] = namespace
-    group = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
-    group.update(replicas=0, minReplicas=0)
-    # KubeRay's default is 60 s; 10 s leaves kube-proxy's (here the agent's nftables) switch time to settle.
-    service["spec"]["rayClusterDeletionDelaySeconds"] = 10
-    return config_map, service
-
-
-def prober_pod(namespace: str) -> dict[str, Any]:
-    """A plain pod that only waits: the request loop runs joined into its network namespace."""
-    container = {"name": "prober", "image": "rayproject/ray:2.60.0", "command": ["sleep", "3600"]}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "prober", "namespace": namespace},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 1},
-    }
-
-
 # -- what the cluster shows -----------------------------------------------------------------------------------
 
 
