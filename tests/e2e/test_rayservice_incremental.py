@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import ConfigMap, Pod
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod
 from lightkube.types import PatchType
 
 from kray.dev.binaries import Binaries
@@ -63,6 +63,8 @@ HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPR
 
 def incremental(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
     config_map, service = example(namespace)
+    # KubeRay's validation: an incremental upgrade scales Serve by target_capacity, which needs the autoscaler.
+    service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] = True
     service["spec"]["upgradeStrategy"] = {
         "type": "NewClusterWithIncrementalUpgrade",
         "clusterUpgradeOptions": {
@@ -252,6 +254,8 @@ class Serving:
         if load is not None:
             out["last answers"] = load.last(3)
             out["load"] = load.brief()
+        events = self.e2e.client.list(Event, namespace=self.namespace)
+        out["events"] = [f"{e.type} {e.reason} {e.involvedObject.name}: {e.message}" for e in events][-8:]
         extra = [json.dumps(out, indent=1, default=str)]
         if timeline is not None:
             extra.append(f"timeline (last 15 changes): {[e for _, e in timeline.entries[-15:]]}")
