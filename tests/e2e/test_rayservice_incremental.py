@@ -9,8 +9,8 @@ then, one RayService for both steps (a fresh one would cost a cluster start):
 
 1. an incremental upgrade (``APP_BUILD`` a -> b): the HTTPRoute's weight for the new cluster steps 25, 50, 75,
    100; both builds answer meanwhile and b alone after;
-2. a rollback: b -> c, and once c has traffic the spec goes back to b: ``RollbackInProgress`` is set, c's weight
-   steps back to 0, b (still the active cluster) answers after,
+2. a rollback: b -> c, and once c has half the traffic the spec goes back to b: ``RollbackInProgress`` is set,
+   c's weight steps back down, b (still the active cluster) answers after,
 
 each under the constant paced loop of ``serve_load.py`` (25 requests/s, at least 20 held) with zero failed
 requests. A :class:`Timeline` records what the RayService status and the HTTPRoute said, when: the weights a test
@@ -25,14 +25,12 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import ConfigMap, Event, Pod
 from lightkube.types import PatchType
 
@@ -42,6 +40,7 @@ from kray.local.volumes import join_argv
 from tests.e2e.gateway_support import GATEWAY_CLASS, Traefik, access_log_errors, traefik_gateway, traefik_log
 from tests.e2e.serve_load import Load, check, example, prober_pod
 from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods
+from tests.e2e.upgrade_timeline import Gateway, HTTPRoute, Timeline, conditions, serve_svc, snapshot
 from tests.local.node.agent_helpers import wait_for
 from tests.serve_example import set_build
 
@@ -55,10 +54,9 @@ STEP_PERCENT = 25
 INTERVAL_SECONDS = 5
 MAX_SURGE_PERCENT = 100
 """One replica a cluster: the pending cluster gets its whole capacity at once, then traffic moves in steps."""
+ROLLBACK_AT = 2 * STEP_PERCENT
+"""The rollback starts once the new cluster has this much of the traffic: two steps back to the active one."""
 UPGRADE_WAIT = 240.0  # within serve_load.LOAD_LIMIT: the loop must still run when a step settles
-
-Gateway = create_namespaced_resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
-HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 
 
 def incremental(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -75,132 +73,6 @@ def incremental(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
         },
     }
     return config_map, service
-
-
-def serve_svc(cluster: str) -> str:
-    """The per-cluster serve Service a backendRef names."""
-    return f"{cluster}-serve-svc"
-
-
-# -- what the cluster said, when -----------------------------------------------------------------------------
-
-
-def _conditions(obj: dict[str, Any]) -> dict[str, str]:
-    return {str(c.get("type")): str(c.get("status")) for c in (obj.get("status") or {}).get("conditions") or ()}
-
-
-def snapshot(e2e: E2E, namespace: str) -> dict[str, Any]:
-    """The RayService's clusters (capacity, traffic), its conditions, and the HTTPRoute (generation, weights, the
-    generation its Accepted condition was written for)."""
-    service = get_obj(e2e.client, RayService, NAME, namespace) or {}
-    status = service.get("status") or {}
-    sides = {
-        side: [entry.get("rayClusterName"), entry.get("targetCapacity"), entry.get("trafficRoutedPercent")]
-        for side, key in (("active", "activeServiceStatus"), ("pending", "pendingServiceStatus"))
-        for entry in [status.get(key) or {}]
-    }
-    found: dict[str, Any] = {**sides, "conditions": _conditions(service)}
-    route = get_obj(e2e.client, HTTPRoute, f"{NAME}-httproute", namespace)
-    if route is not None:
-        refs = [r for rule in route["spec"].get("rules") or () for r in rule.get("backendRefs") or ()]
-        accepted = [
-            c.get("observedGeneration")
-            for parent in (route.get("status") or {}).get("parents") or ()
-            for c in parent.get("conditions") or ()
-            if c.get("type") == "Accepted" and c.get("status") == "True"
-        ]
-        found["route"] = {
-            "generation": route["metadata"].get("generation"),
-            "weights": {r["name"]: r.get("weight") for r in refs},
-            "accepted_for": accepted,
-        }
-    return found
-
-
-@dataclass
-class Timeline:
-    """:func:`snapshot` every 0.2 s in a thread, kept when it changed, with the wall-clock time it was taken."""
-
-    e2e: E2E
-    namespace: str
-    entries: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __enter__(self) -> Timeline:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            at = time.time()
-            try:
-                now = snapshot(self.e2e, self.namespace)
-            except Exception as error:  # a blip of the API server: the gap shows in the entries' times
-                self.errors.append(f"{at:.3f} {type(error).__name__}: {error}")
-            else:
-                with self._lock:
-                    if not self.entries or self.entries[-1][1] != now:
-                        self.entries.append((at, now))
-            self._stop.wait(0.2)
-
-    def _copy(self) -> list[tuple[float, dict[str, Any]]]:
-        with self._lock:
-            return list(self.entries)
-
-    def weights(self, cluster: str) -> list[int]:
-        """The route's weight for ``cluster``'s backend as it changed (absent: not listed)."""
-        out: list[int] = []
-        for _, entry in self._copy():
-            weight = ((entry.get("route") or {}).get("weights") or {}).get(serve_svc(cluster))
-            if weight is not None and (not out or out[-1] != weight):
-                out.append(int(weight))
-        return out
-
-    def capacities(self, side: str) -> list[tuple[str | None, int | None]]:
-        """(cluster, targetCapacity) of the status' ``active`` or ``pending`` side as it changed."""
-        out: list[tuple[str | None, int | None]] = []
-        for _, entry in self._copy():
-            name, capacity, _ = entry[side]
-            if not out or out[-1] != (name, capacity):
-                out.append((name, capacity))
-        return out
-
-    def condition_seen(self, kind: str) -> bool:
-        return any(entry["conditions"].get(kind) == "True" for _, entry in self._copy())
-
-    def pending_weight(self) -> int:
-        """The route's weight for the status' pending cluster now (0 while it has no backend)."""
-        entries = self._copy()
-        if not entries:
-            return 0
-        entry = entries[-1][1]
-        pending = entry["pending"][0]
-        weight = ((entry.get("route") or {}).get("weights") or {}).get(serve_svc(pending)) if pending else None
-        return int(weight or 0)
-
-    def around(self, at: float, *, before: float = 8.0, after: float = 2.0) -> str:
-        """The entries from ``before`` s before ``at`` to ``after`` s after it, the last one before included."""
-        entries = self._copy()
-        earlier = [i for i, (t, _) in enumerate(entries) if t <= at - before]
-        start = earlier[-1] if earlier else 0
-        lines = [f"  {t - at:+7.2f}s {json.dumps(e, sort_keys=True)}" for t, e in entries[start:] if t <= at + after]
-        return "\n".join(lines)
-
-    def explain(self, failures: list[dict[str, Any]]) -> str:
-        """Each failed request (its start time) against what the cluster said around it."""
-        parts = [f"failed request {f}:\n{self.around(float(f['at']))}" for f in failures[:5]]
-        if self.errors:
-            parts.append(f"timeline gaps: {self.errors[:5]}")
-        return "\n".join(parts)
 
 
 # -- the RayService behind the Gateway ------------------------------------------------------------------------
@@ -224,29 +96,29 @@ class Serving:
     def settled(self) -> bool:
         """Ready with every app RUNNING, no upgrade or rollback on, no pending cluster; the Gateway Programmed; the
         route sending everything to the active cluster, and Traefik having accepted that generation of it."""
-        status = self.get().get("status") or {}
-        conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or ()}
+        found = self.get()
+        status, said = found.get("status") or {}, conditions(found)
         active = status.get("activeServiceStatus") or {}
         apps = (active.get("applicationStatuses") or {}).values()
         if not (
-            conditions.get("Ready") == "True"
-            and conditions.get("UpgradeInProgress") != "True"
-            and conditions.get("RollbackInProgress") != "True"
+            said.get("Ready") == "True"
+            and said.get("UpgradeInProgress") != "True"
+            and said.get("RollbackInProgress") != "True"
             and bool(apps)
             and all(a.get("status") == "RUNNING" for a in apps)
             and not (status.get("pendingServiceStatus") or {}).get("rayClusterName")
         ):
             return False
         gateway = get_obj(self.e2e.client, Gateway, f"{NAME}-gateway", self.namespace) or {}
-        if _conditions(gateway).get("Programmed") != "True":
+        if conditions(gateway).get("Programmed") != "True":
             return False
-        route = snapshot(self.e2e, self.namespace).get("route") or {}
+        route = snapshot(self.e2e, self.namespace, NAME).get("route") or {}
         weights = route.get("weights")
         cluster = active.get("rayClusterName")
         return weights == {serve_svc(str(cluster)): 100} and route.get("generation") in route.get("accepted_for", [])
 
     def seen(self, load: Load | None = None, timeline: Timeline | None = None) -> str:
-        out: dict[str, Any] = {"now": snapshot(self.e2e, self.namespace)}
+        out: dict[str, Any] = {"now": snapshot(self.e2e, self.namespace, NAME)}
         gateway = get_obj(self.e2e.client, Gateway, f"{NAME}-gateway", self.namespace)
         out["gateway"] = (gateway or {}).get("status")
         route = get_obj(self.e2e.client, HTTPRoute, f"{NAME}-httproute", self.namespace)
@@ -276,7 +148,10 @@ class Serving:
     @contextlib.contextmanager
     def under_load(self, what: str) -> Iterator[tuple[Load, Timeline]]:
         """The load through the Gateway and the timeline, from 20 answers before the block to its end."""
-        with Timeline(self.e2e, self.namespace) as timeline, Load(self.e2e, self.prober, self.traefik.url) as load:
+        with (
+            Timeline(self.e2e, self.namespace, NAME) as timeline,
+            Load(self.e2e, self.prober, self.traefik.url) as load,
+        ):
             wait_for(lambda: len(load.last(20)) == 20, timeout=30, what=f"{what}: answers before the change",
                      seen=lambda: self.seen(load, timeline))  # fmt: skip
             yield load, timeline
@@ -358,11 +233,10 @@ def serving(e2e: E2E, traefik: Traefik) -> Iterator[Serving]:
             e2e.client.delete(ConfigMap, config_map["metadata"]["name"], namespace=namespace)
 
 
-def _summary(what: str, load: Load, timeline: Timeline, cluster: str) -> None:
-    print(
-        f"{what}: {load.report()}; weights of {cluster}: {timeline.weights(cluster)}; "
-        f"active capacity {timeline.capacities('active')}; pending capacity {timeline.capacities('pending')}"
-    )
+def _summary(what: str, timeline: Timeline, cluster: str) -> None:
+    print(f"{what}: weights of {cluster}: {timeline.weights(cluster)}")
+    print(f"{what}: active capacity {timeline.capacities('active')}; pending {timeline.capacities('pending')}")
+    print("\n".join(f"  {line}" for line in timeline.moments()))
 
 
 def test_1_incremental_upgrade(serving: Serving) -> None:
@@ -376,7 +250,7 @@ def test_1_incremental_upgrade(serving: Serving) -> None:
             extra=lambda: serving.active() != old and load.answering({"build": "b"}),
         )
     new = serving.active()
-    _summary("incremental a -> b", load, timeline, new)
+    _summary("incremental a -> b", timeline, new)
     check(load, {"build": "b"}, context=serving.failed(load, timeline))
     stepped = timeline.weights(new)
     assert [w for w in stepped if w] == [25, 50, 75, 100], f"the new cluster's weights as they changed: {stepped}"
@@ -389,13 +263,13 @@ def test_2_rollback_midway(serving: Serving) -> None:
     with serving.under_load("rollback b -> c -> b") as (load, timeline):
         serving.set_build("c")
         wait_for(
-            lambda: timeline.pending_weight() >= STEP_PERCENT and "c" in load.seen_values("build"),
+            lambda: timeline.pending_weight() >= ROLLBACK_AT and "c" in load.seen_values("build"),
             timeout=UPGRADE_WAIT,
             what="rollback b -> c -> b: the new cluster (build c) taking traffic",
             seen=lambda: serving.seen(load, timeline),
             every=0.2,
         )
-        pending = str(snapshot(serving.e2e, serving.namespace)["pending"][0])
+        pending = str(snapshot(serving.e2e, serving.namespace, NAME)["pending"][0])
         serving.set_build("b")
         serving.until_settled(
             "rollback b -> c -> b: settled back on the active cluster with b answering through the Gateway",
@@ -403,12 +277,12 @@ def test_2_rollback_midway(serving: Serving) -> None:
             timeline=timeline,
             extra=lambda: load.answering({"build": "b"}),
         )
-    _summary("rollback b -> c -> b", load, timeline, pending)
+    _summary("rollback b -> c -> b", timeline, pending)
     check(load, {"build": "b"}, context=serving.failed(load, timeline))
     assert serving.active() == active, "a rollback keeps the active cluster"
     assert timeline.condition_seen("RollbackInProgress"), "RollbackInProgress was never True"
     weights = timeline.weights(pending)
     peak = weights.index(max(weights))
-    assert max(weights) >= STEP_PERCENT, f"{pending}'s weights: {weights}"
+    assert max(weights) >= ROLLBACK_AT, f"{pending}'s weights: {weights}"
     assert weights[peak:] == sorted(weights[peak:], reverse=True), f"{pending}'s weights after the revert: {weights}"
     assert load.seen_values("build") == ["b", "c"], f"builds answering, in order: {load.seen_values('build')}"
