@@ -148,6 +148,8 @@ class Load:
     latencies: list[float] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    reused: int = 0
+    """Requests sent on a connection an earlier request had used."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _proc: subprocess.Popen[str] | None = None
     _reader: threading.Thread | None = None
@@ -176,6 +178,7 @@ class Load:
                     self.summary = record
                     continue
                 self.latencies.append(float(record["ms"]))
+                self.reused += bool(record.get("reused"))
                 if record["ok"]:
                     self.answers.append({**json.loads(record["body"]), "_at": record["at"]})
                 else:
@@ -234,7 +237,8 @@ class Load:
     def report(self) -> str:
         p50, p99 = self.latency_ms(0.5), self.latency_ms(0.99)
         return (
-            f"{self.sent} sent at {self.achieved_rate:.1f}/s, {len(self.failures)} failed, "
+            f"{self.sent} sent ({self.reused} on a reused connection), answered at {self.achieved_rate:.1f}/s, "
+            f"{len(self.failures)} failed, "
             f"p50 {p50:.1f} ms p99 {p99:.1f} ms, last {self.last(1)}"
         )
 
