@@ -139,6 +139,11 @@ class Serving:
         errors = access_log_errors(self.e2e, self.traefik.namespace)
         return f"{timeline.explain(load.failures)}\nTraefik's non-200 answers: {errors}"
 
+    def build(self) -> str:
+        """The spec's ``APP_BUILD`` (the head container's)."""
+        head = self.get()["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+        return str(next(e["value"] for e in head.get("env") or () if e["name"] == "APP_BUILD"))
+
     def set_build(self, build: str) -> None:
         spec = self.get()["spec"]
         set_build(spec, build)
@@ -259,30 +264,32 @@ def test_1_incremental_upgrade(serving: Serving) -> None:
 
 
 def test_2_rollback_midway(serving: Serving) -> None:
-    active = serving.active()
-    with serving.under_load("rollback b -> c -> b") as (load, timeline):
+    """From whatever build is active (b after test 1; a when run alone) to c and back."""
+    active, build = serving.active(), serving.build()
+    what = f"rollback {build} -> c -> {build}"
+    with serving.under_load(what) as (load, timeline):
         serving.set_build("c")
         wait_for(
             lambda: timeline.pending_weight() >= ROLLBACK_AT and "c" in load.seen_values("build"),
             timeout=UPGRADE_WAIT,
-            what="rollback b -> c -> b: the new cluster (build c) taking traffic",
+            what=f"{what}: the new cluster (build c) taking {ROLLBACK_AT}% of the traffic",
             seen=lambda: serving.seen(load, timeline),
             every=0.2,
         )
         pending = str(snapshot(serving.e2e, serving.namespace, NAME)["pending"][0])
-        serving.set_build("b")
+        serving.set_build(build)
         serving.until_settled(
-            "rollback b -> c -> b: settled back on the active cluster with b answering through the Gateway",
+            f"{what}: settled back on the active cluster with {build} answering through the Gateway",
             load=load,
             timeline=timeline,
-            extra=lambda: load.answering({"build": "b"}),
+            extra=lambda: load.answering({"build": build}),
         )
-    _summary("rollback b -> c -> b", timeline, pending)
-    check(load, {"build": "b"}, context=serving.failed(load, timeline))
+    _summary(what, timeline, pending)
+    check(load, {"build": build}, context=serving.failed(load, timeline))
     assert serving.active() == active, "a rollback keeps the active cluster"
     assert timeline.condition_seen("RollbackInProgress"), "RollbackInProgress was never True"
     weights = timeline.weights(pending)
     peak = weights.index(max(weights))
     assert max(weights) >= ROLLBACK_AT, f"{pending}'s weights: {weights}"
     assert weights[peak:] == sorted(weights[peak:], reverse=True), f"{pending}'s weights after the revert: {weights}"
-    assert load.seen_values("build") == ["b", "c"], f"builds answering, in order: {load.seen_values('build')}"
+    assert load.seen_values("build") == [build, "c"], f"builds answering, in order: {load.seen_values('build')}"
