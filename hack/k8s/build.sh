@@ -9,6 +9,7 @@
 #   kwok                                                      (sigs.k8s.io/kwok/cmd/kwok) + its stage files
 #   kuberay-operator                                          (github.com/ray-project/kuberay/ray-operator)
 #   helm                                                      (helm.sh/helm/v3/cmd/helm)
+#   traefik                                                   (github.com/traefik/traefik/v3/cmd/traefik)
 # Background and pitfalls: /work/shared/reference/k8s-testenv.md.
 #
 # Why Kubernetes v1.37.2 (the newest served minor): it builds with Go 1.26.8 (go.mod says `go 1.26.0`),
@@ -27,8 +28,13 @@
 # helm: renders and lints charts/kray-operator in the tests (a tool, not part of the control plane). No replace
 # directives, so plain `go install`; its version is stamped with -X as helm's Makefile does, else
 # `helm version` says only "v3.22" (the smoke check wants the full pinned version).
+# traefik: the Gateway API implementation the e2e tests route a RayService's incremental upgrade through (a test
+# peer, like kuberay). Its go.mod has replace directives (forks of go-http-auth, mux, minheap) and an exclude, so
+# `go install` refuses it: a throwaway main module copies them from the *served* go.mod (generated, as for kube)
+# and builds the command as a tool of that module. The version is stamped with -X as Traefik's Makefile does,
+# else `traefik version` says "dev" (the smoke check wants the pinned version).
 #
-# Usage: hack/k8s/build.sh [etcd|kube|kwok|kuberay|helm]...   (default: all)
+# Usage: hack/k8s/build.sh [etcd|kube|kwok|kuberay|helm|traefik]...   (default: all)
 #        hack/k8s/build.sh --print-bin-dir
 #        hack/k8s/build.sh --check      (exit 0 iff everything is cached; never builds)
 # Output: ${XDG_CACHE_HOME:-~/.cache}/kray/k8s/<KUBERNETES_VERSION>/bin/ (+ ../kwok-stages/); override the
@@ -208,20 +214,64 @@ build_helm() {
     log "helm $HELM_VERSION: built in $((SECONDS - t0))s"
 }
 
+build_traefik() {
+    local module=github.com/traefik/traefik/v3
+    local want="$module@$TRAEFIK_VERSION"
+    if is_cached traefik "$want"; then log "traefik $TRAEFIK_VERSION: cached"; return; fi
+    local t0=$SECONDS dir=$SRC/traefik
+    log "traefik $TRAEFIK_VERSION: resolving its go.mod from the module proxy ..."
+    rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+    go mod init local.kray/traefikbin >/dev/null 2>&1
+    local served
+    served=$(mod_field "$want" GoMod)
+    # Replace directives and excludes apply only in the main module: carry the served ones over verbatim.
+    local r count=0
+    while IFS= read -r r; do
+        [[ -n "$r" ]] || continue
+        go mod edit -replace="$r"
+        count=$((count + 1))
+    done < <(gomod_json "$served" |
+        jq -r '.Replace[]? | "\(.Old.Path)\(if .Old.Version then "@" + .Old.Version else "" end)=\(.New.Path)\(if .New.Version then "@" + .New.Version else "" end)"')
+    while IFS= read -r r; do
+        [[ -n "$r" ]] && go mod edit -exclude="$r"
+    done < <(gomod_json "$served" | jq -r '.Exclude[]? | "\(.Path)@\(.Version)"')
+    local goline
+    goline=$(gomod_json "$served" | jq -er '.Go')
+    go mod edit -go="$goline"
+    log "traefik $TRAEFIK_VERSION: $count replace directives carried over; go $goline; fetching modules ..."
+    go get -tool "$module/cmd/traefik@$TRAEFIK_VERSION"
+    local date
+    date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    log "traefik $TRAEFIK_VERSION: compiling (cold: about 12 CPU-minutes) ..."
+    go build -mod=mod -trimpath \
+        -ldflags "-s -w -X $module/pkg/version.Version=$TRAEFIK_VERSION -X $module/pkg/version.BuildDate=$date" \
+        -o "$BIN/traefik" "$module/cmd/traefik"
+    local got
+    got=$("$BIN/traefik" version)
+    printf '%s\n' "$got"
+    grep -qE "^Version: +$TRAEFIK_VERSION\$" <<<"$got" || {
+        printf 'build.sh: traefik version does not say %s:\n%s\n' "$TRAEFIK_VERSION" "$got" >&2
+        exit 1
+    }
+    stamp traefik "$want"
+    log "traefik $TRAEFIK_VERSION: built in $((SECONDS - t0))s"
+}
+
 check() {
     local k="k8s.io/kubernetes@$KUBERNETES_VERSION"
     is_cached etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && is_cached kube-apiserver "$k" &&
         is_cached kube-controller-manager "$k" && is_cached kube-scheduler "$k" && is_cached kubectl "$k" &&
         is_cached kwok "sigs.k8s.io/kwok@$KWOK_VERSION" && [[ -d "$ROOT/kwok-stages" ]] &&
         is_cached kuberay-operator "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" &&
-        is_cached helm "helm.sh/helm/v3@$HELM_VERSION"
+        is_cached helm "helm.sh/helm/v3@$HELM_VERSION" &&
+        is_cached traefik "github.com/traefik/traefik/v3@$TRAEFIK_VERSION"
 }
 
 main() {
     # In an `if`, a "no" from check is an answer, not a failure for the ERR trap (which would print FAILED).
     if [[ "${1:-}" == "--check" ]]; then if check; then exit 0; fi; exit 1; fi
     local what=("$@")
-    ((${#what[@]})) || what=(etcd kube kwok kuberay helm)
+    ((${#what[@]})) || what=(etcd kube kwok kuberay helm traefik)
     mkdir -p "$BIN" "$STAMPS"
     # One build at a time per version (parallel pytest sessions, CI + developer).
     exec 9>"$ROOT/.lock"
@@ -237,7 +287,8 @@ main() {
             kwok) build_kwok ;;
             kuberay) build_kuberay ;;
             helm) build_helm ;;
-            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok, kuberay, helm)" >&2; exit 2 ;;
+            traefik) build_traefik ;;
+            *) echo "build.sh: unknown component '$c' (want etcd, kube, kwok, kuberay, helm, traefik)" >&2; exit 2 ;;
         esac
     done
     log "all requested binaries ready in $BIN ($((SECONDS - t0))s)"

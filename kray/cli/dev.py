@@ -36,8 +36,8 @@ def _exports(env: dict[str, str]) -> str:
 
 @k8s_app.command()
 def build() -> None:
-    """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok and
-    KubeRay's operator (kuberay-operator)."""
+    """Build (or confirm cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, and the test
+    peers: KubeRay's operator (kuberay-operator), helm and Traefik."""
     from kray.dev.binaries import BuildError, ensure_binaries
 
     try:

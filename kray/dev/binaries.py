@@ -7,8 +7,9 @@ build script is the single source of truth for versions and the cache layout; we
 in well under a second when everything is cached) and stream its progress to a terminal and a log file.
 Failures raise :class:`BuildError` with the script's exact output and the log path; nothing is skipped.
 
-KubeRay's Go operator (``kuberay-operator``) is a *peer*, not part of the control plane: it is built and
-cached the same way, but a prebuilt ``KRAY_K8S_BIN_DIR`` need not have it until someone asks for it.
+KubeRay's Go operator (``kuberay-operator``) and Traefik (``traefik``, the Gateway API implementation the e2e
+tests route incremental upgrades through) are *peers*, not part of the control plane: they are built and cached
+the same way, but a prebuilt ``KRAY_K8S_BIN_DIR`` need not have them until someone asks for one.
 
 Overrides: ``KRAY_K8S_BIN_DIR`` (use prebuilt binaries there, never build), ``KRAY_K8S_BUILD_SCRIPT``,
 ``KRAY_K8S_CACHE`` (cache root, also honoured by the script), ``KRAY_K8S_BUILD_TIMEOUT`` (seconds).
@@ -29,7 +30,9 @@ from typing import TextIO
 
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 KUBERAY_OPERATOR = "kuberay-operator"  # ray-operator's `go install` binary, renamed by build.sh
-PEERS = (KUBERAY_OPERATOR,)
+TRAEFIK = "traefik"  # the e2e tests' Gateway API implementation (github.com/traefik/traefik/v3/cmd/traefik)
+PEERS = (KUBERAY_OPERATOR, TRAEFIK)
+_BUILD_TARGET = {KUBERAY_OPERATOR: "kuberay", TRAEFIK: "traefik"}  # build.sh's component per peer
 HELM = "helm"  # renders charts/kray-operator in the tests; built by build.sh like the rest
 TOOLS = (HELM,)
 DEFAULT_BUILD_TIMEOUT = 3600.0
@@ -64,7 +67,8 @@ class Binaries:
             raise KeyError(f"unknown peer binary {name!r}; known: {', '.join(PEERS)}")
         path = self.bin_dir / name
         if not os.access(path, os.X_OK):
-            raise BuildError(f"{path} is missing; build it with `hack/k8s/build.sh kuberay` (or `kray dev k8s build`)")
+            target = _BUILD_TARGET[name]
+            raise BuildError(f"{path} is missing; build it with `hack/k8s/build.sh {target}` (or `kray dev k8s build`)")
         return path
 
     def tool(self, name: str) -> Path:

@@ -15,9 +15,8 @@ new version answering after it. The loop runs inside a prober pod's network name
 its own Kubernetes namespace) and reaches Serve only as any other pod would: the Service's DNS name (the pod's
 hosts file) and its ClusterIP (the agent's nftables forwarding to the EndpointSlices' ready pods).
 
-Incremental upgrades (``NewClusterWithIncrementalUpgrade``) are not run here: on Kubernetes they need Gateway API
-objects (a Gateway and weighted HTTPRoutes) that kray's operator does not create yet; local mode runs them
-(``tests/local_mode/test_lm_serve_upgrades.py``).
+Incremental upgrades (``NewClusterWithIncrementalUpgrade``: a Gateway and a weighted HTTPRoute, served by Traefik)
+run in ``test_rayservice_incremental.py``; the load loop (``serve_load.py``) is the same.
 """
 
 from __future__ import annotations
@@ -26,22 +25,21 @@ import json
 import secrets
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import yaml
 from lightkube.resources.core_v1 import ConfigMap, Pod
 from lightkube.types import PatchType
 
 from kray.dev.pytest_plugin import fresh_namespace
 from kray.local.volumes import join_argv
+from tests.e2e.serve_load import Load, check, example, prober_pod
 from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods, service_endpoints
 from tests.local.node.agent_helpers import wait_for
-from tests.serve_example import EXAMPLE, set_build, set_version
+from tests.serve_example import set_build, set_version
 
 # The package's cluster fixture (~700 s of bounded waits under load) counts in the first test's budget; then
 # Ready 240 s, the prober 60 s, each upgrade 240 s, teardown 120 s.
@@ -49,157 +47,6 @@ pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(2100)]
 
 NAME = "serve-versions"
 SERVE_SVC = f"{NAME}-serve-svc"
-RATE = 25.0
-LOAD_LIMIT = 300.0  # the in-pod loop stops by itself after this, whatever happens to the test
-
-# Run in the prober pod: a paced open loop (one GET each 1/rate s whatever the latency), one JSON line per
-# answer; stops at a line on stdin or after `limit` seconds. Standard library only, no proxy.
-LOAD = r"""
-import json, sys, threading, time, urllib.request
-from concurrent.futures import ThreadPoolExecutor
-url, rate, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-stop, lock = threading.Event(), threading.Lock()
-threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
-def one(i):
-    began = time.monotonic()
-    try:
-        with opener.open(url, timeout=30) as r:
-            out = {"ok": r.status == 200, "body": r.read().decode()}
-    except Exception as e:
-        out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    out.update(i=i, ms=round(1000 * (time.monotonic() - began), 1))
-    with lock:
-        print(json.dumps(out), flush=True)
-with ThreadPoolExecutor(32) as pool:
-    t0 = next_at = time.monotonic()
-    i = 0
-    while not stop.is_set() and time.monotonic() - t0 < limit:
-        pool.submit(one, i)
-        i += 1
-        next_at += 1 / rate
-        stop.wait(max(0.0, next_at - time.monotonic()))
-with lock:
-    print(json.dumps({"sent": i, "seconds": time.monotonic() - t0}), flush=True)
-"""
-
-
-# -- the RayService ---------------------------------------------------------------------------------------
-
-
-def example(namespace: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The example's ConfigMap and RayService, worker group at 0, in ``namespace``."""
-    config_map, service = yaml.safe_load_all(EXAMPLE.read_text())
-    for obj in (config_map, service):
-        obj["metadata"]["namespace"] = namespace
-    group = service["spec"]["rayClusterConfig"]["workerGroupSpecs"][0]
-    group.update(replicas=0, minReplicas=0)
-    # KubeRay's default is 60 s; 10 s leaves kube-proxy's (here the agent's nftables) switch time to settle.
-    service["spec"]["rayClusterDeletionDelaySeconds"] = 10
-    return config_map, service
-
-
-def prober_pod(namespace: str) -> dict[str, Any]:
-    """A plain pod that only waits: the request loop runs joined into its network namespace."""
-    container = {"name": "prober", "image": "rayproject/ray:2.60.0", "command": ["sleep", "3600"]}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "prober", "namespace": namespace},
-        "spec": {"containers": [container], "terminationGracePeriodSeconds": 1},
-    }
-
-
-# -- the load, from inside the prober pod -------------------------------------------------------------------
-
-
-@dataclass
-class Load:
-    """The in-pod loop (:data:`LOAD`) as a joined process; its answers read as they come."""
-
-    e2e: E2E
-    prober: tuple[str, str]  # namespace, pod
-    url: str
-    rate: float = RATE
-    answers: list[dict[str, Any]] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _proc: subprocess.Popen[str] | None = None
-    _reader: threading.Thread | None = None
-
-    def __enter__(self) -> Load:
-        pid = container_pid(self.e2e.client, *self.prober, "prober")
-        argv = ["python", "-c", LOAD, self.url, str(self.rate), str(LOAD_LIMIT)]
-        self._proc = subprocess.Popen(
-            join_argv(python=sys.executable, pid=pid, argv=argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        return self
-
-    def _read(self) -> None:
-        assert self._proc is not None
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            record = json.loads(line)
-            with self._lock:
-                if "sent" in record:
-                    self.summary = record
-                    continue
-                self.latencies.append(float(record["ms"]))
-                if record["ok"]:
-                    self.answers.append(json.loads(record["body"]))
-                else:
-                    self.failures.append(str(record.get("error")))
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._proc is not None
-        assert self._proc.stdin is not None
-        assert self._reader is not None
-        self._proc.stdin.write("stop\n")
-        self._proc.stdin.close()
-        try:
-            self._proc.wait(timeout=60)  # the last requests finish within their own 30 s bound
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-        self._reader.join(10)
-        err = self._proc.stderr.read() if self._proc.stderr else ""
-        assert self.summary, f"the in-pod loop ended without its summary (exit {self._proc.returncode}): {err[-2000:]}"
-
-    @property
-    def sent(self) -> int:
-        return int(self.summary.get("sent", len(self.answers) + len(self.failures)))
-
-    @property
-    def achieved_rate(self) -> float:
-        return self.sent / max(1e-9, float(self.summary.get("seconds", 0.0)))
-
-    def latency_ms(self, quantile: float) -> float:
-        with self._lock:
-            ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(quantile * len(ordered)))] if ordered else float("nan")
-
-    def last(self, count: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.answers[-count:])
-
-    def answering(self, want: dict[str, str]) -> bool:
-        recent = self.last(10)
-        return len(recent) == 10 and all({k: r.get(k) for k in want} == want for r in recent)
-
-    def brief(self) -> str:
-        with self._lock:
-            done = len(self.answers) + len(self.failures)
-            return f"{len(self.failures)} failed of {done} answered, last failures {self.failures[-2:]}"
-
-
 # -- what the cluster shows -----------------------------------------------------------------------------------
 
 
@@ -343,18 +190,6 @@ def serving(e2e: E2E) -> Iterator[Serving]:
                 seen=lambda: e2e.report(namespace),
             )
             e2e.client.delete(ConfigMap, config_map["metadata"]["name"], namespace=namespace)
-
-
-def check(load: Load, want: dict[str, str]) -> None:
-    p50, p99 = load.latency_ms(0.5), load.latency_ms(0.99)
-    print(
-        f"{load.sent} sent at {load.achieved_rate:.1f}/s, {len(load.failures)} failed, "
-        f"p50 {p50:.1f} ms p99 {p99:.1f} ms, last {load.last(1)}"
-    )
-    assert load.achieved_rate >= 20, f"{load.achieved_rate:.1f} requests/s"
-    assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:5]}"
-    assert load.sent == len(load.answers), f"{load.sent} sent, {len(load.answers)} answered"
-    assert load.answering(want), f"the last answers: {load.last(10)}"
 
 
 def test_1_serve_config_update_in_place(serving: Serving) -> None:
