@@ -21,19 +21,27 @@ this machine), which a failure report lines up against what the cluster's object
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from lightkube.resources.core_v1 import ConfigMap, Pod
 
+from kray.dev.pytest_plugin import fresh_namespace
 from kray.local.volumes import join_argv
-from tests.e2e.support import E2E, container_pid
+from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods
+from tests.local.node.agent_helpers import wait_for
 from tests.serve_example import EXAMPLE
 
+NAME = "serve-versions"
+"""The example RayService's name (``examples/rayservice.yaml``)."""
 RATE = 25.0
 MIN_RATE = 20.0
 """What the tests promise: at least this many requests/s, sent and answered."""
@@ -130,6 +138,70 @@ def prober_pod(namespace: str) -> dict[str, Any]:
         "metadata": {"name": "prober", "namespace": namespace},
         "spec": {"containers": [container], "terminationGracePeriodSeconds": 1},
     }
+
+
+def prober_get(e2e: E2E, prober: tuple[str, str], url: str) -> tuple[bool, str]:
+    """One GET of ``url`` from the prober pod (namespace, name): whether it answered 200, and what it said."""
+    probe = (
+        "import urllib.request as u, sys; print(u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=5).read())"
+    )
+    pid = container_pid(e2e.client, *prober, "prober")
+    done = subprocess.run(
+        join_argv(python=sys.executable, pid=pid, argv=["python", "-c", probe, url]),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return done.returncode == 0, (done.stdout or done.stderr)[-300:]
+
+
+def wait_answering(e2e: E2E, prober: tuple[str, str], url: str, *, seen: Callable[[], str]) -> str:
+    """Wait for the prober pod to run and for ``url`` to answer 200 from it; what it answered."""
+    namespace, name = prober
+    wait_for(
+        lambda: (get_obj(e2e.client, Pod, name, namespace) or {}).get("status", {}).get("podIP"),
+        timeout=60,
+        what="the prober pod Running",
+        seen=lambda: e2e.report(namespace),
+    )
+    last: dict[str, str] = {}
+
+    def answers() -> bool:
+        ok, last["said"] = prober_get(e2e, prober, url)
+        return ok
+
+    wait_for(answers, timeout=60, what=f"a 200 from {url} in the prober", seen=lambda: f"{last}\n{seen()}",
+             every=1.0)  # fmt: skip
+    return last["said"].strip()
+
+
+@contextlib.contextmanager
+def example_with_prober(
+    e2e: E2E, *, prefix: str, objects: Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
+) -> Iterator[tuple[str, tuple[str, str]]]:
+    """``objects(namespace)`` (the example's ConfigMap and RayService) created in a fresh namespace, and the prober
+    pod in another: (the RayService's namespace, the prober). After: the RayService and its pods gone, then the
+    ConfigMap, then both namespaces."""
+    with (
+        fresh_namespace(e2e.client, f"{prefix}-{secrets.token_hex(2)}") as namespace,
+        fresh_namespace(e2e.client, f"e2e-client-{secrets.token_hex(2)}") as other,
+    ):
+        config_map, service = objects(namespace)
+        e2e.create(config_map)
+        e2e.create(service)
+        e2e.create(prober_pod(other))
+        try:
+            yield namespace, (other, "prober")
+        finally:
+            e2e.client.delete(RayService, NAME, namespace=namespace)
+            wait_for(
+                lambda: (
+                    not pods(e2e.client, namespace, **{"ray.io/is-ray-node": "yes"})
+                    and get_obj(e2e.client, RayService, NAME, namespace) is None
+                ),
+                timeout=120,
+                what=f"RayService {NAME} and its pods gone",
+                seen=lambda: e2e.report(namespace),
+            )
+            e2e.client.delete(ConfigMap, config_map["metadata"]["name"], namespace=namespace)
 
 
 # -- the load, from inside the prober pod -------------------------------------------------------------------

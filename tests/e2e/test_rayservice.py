@@ -22,22 +22,16 @@ run in ``test_rayservice_incremental.py``; the load loop (``serve_load.py``) is 
 from __future__ import annotations
 
 import json
-import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lightkube.resources.core_v1 import ConfigMap, Pod
 from lightkube.types import PatchType
 
-from kray.dev.pytest_plugin import fresh_namespace
-from kray.local.volumes import join_argv
-from tests.e2e.serve_load import Load, check, example, prober_pod
-from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods, service_endpoints
+from tests.e2e.serve_load import NAME, Load, check, example, example_with_prober, wait_answering
+from tests.e2e.support import E2E, RayService, get_obj, pods, service_endpoints
 from tests.local.node.agent_helpers import wait_for
 from tests.serve_example import set_build, set_version
 
@@ -45,7 +39,6 @@ from tests.serve_example import set_build, set_version
 # Ready 240 s, the prober 60 s, each upgrade 240 s, teardown 120 s.
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(2100)]
 
-NAME = "serve-versions"
 SERVE_SVC = f"{NAME}-serve-svc"
 # -- what the cluster shows -----------------------------------------------------------------------------------
 
@@ -134,62 +127,17 @@ class Serving:
         return load
 
 
-def http_ok(serving: Serving) -> tuple[bool, str]:
-    """One GET from the prober through the serve Service: whether it answered 200, and what it said."""
-    probe = (
-        "import urllib.request as u, sys; print(u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=5).read())"
-    )
-    pid = container_pid(serving.e2e.client, *serving.prober, "prober")
-    done = subprocess.run(
-        join_argv(python=sys.executable, pid=pid, argv=["python", "-c", probe, serving.url]),
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    return done.returncode == 0, (done.stdout or done.stderr)[-300:]
-
-
 @pytest.fixture(scope="module")
 def serving(e2e: E2E) -> Iterator[Serving]:
     t0 = time.monotonic()
-    with (
-        fresh_namespace(e2e.client, f"e2e-serve-{secrets.token_hex(2)}") as namespace,
-        fresh_namespace(e2e.client, f"e2e-client-{secrets.token_hex(2)}") as other,
-    ):
-        config_map, service = example(namespace)
-        e2e.create(config_map)
-        e2e.create(service)
-        e2e.create(prober_pod(other))
+    with example_with_prober(e2e, prefix="e2e-serve", objects=example) as (namespace, prober):
         url = f"http://{SERVE_SVC}.{namespace}.svc.cluster.local:8000/"
-        found = Serving(e2e, namespace, (other, "prober"), url)
-        try:
-            wait_for(found.settled, timeout=240, what=f"RayService {NAME} Ready with {SERVE_SVC} endpoints",
-                     seen=found.seen, every=1.0)  # fmt: skip
-            wait_for(
-                lambda: (get_obj(e2e.client, Pod, "prober", other) or {}).get("status", {}).get("podIP"),
-                timeout=60,
-                what="the prober pod Running",
-                seen=lambda: e2e.report(other),
-            )
-            last: dict[str, str] = {}
-
-            def answers() -> bool:
-                ok, last["said"] = http_ok(found)
-                return ok
-
-            wait_for(answers, timeout=60, what=f"a 200 from {url} in the prober", seen=lambda: last, every=1.0)
-            print(f"Ready and answering in {time.monotonic() - t0:.1f}s: {last['said'].strip()}")
-            yield found
-        finally:
-            e2e.client.delete(RayService, NAME, namespace=namespace)
-            wait_for(
-                lambda: (
-                    not pods(e2e.client, namespace, **{"ray.io/is-ray-node": "yes"})
-                    and get_obj(e2e.client, RayService, NAME, namespace) is None
-                ),
-                timeout=120,
-                what=f"RayService {NAME} and its pods gone",
-                seen=lambda: e2e.report(namespace),
-            )
-            e2e.client.delete(ConfigMap, config_map["metadata"]["name"], namespace=namespace)
+        found = Serving(e2e, namespace, prober, url)
+        wait_for(found.settled, timeout=240, what=f"RayService {NAME} Ready with {SERVE_SVC} endpoints",
+                 seen=found.seen, every=1.0)  # fmt: skip
+        said = wait_answering(e2e, prober, url, seen=found.seen)
+        print(f"Ready and answering in {time.monotonic() - t0:.1f}s: {said}")
+        yield found
 
 
 def test_1_serve_config_update_in_place(serving: Serving) -> None:

@@ -22,24 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from lightkube.resources.core_v1 import ConfigMap, Event, Pod
+from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 
 from kray.dev.binaries import Binaries
-from kray.dev.pytest_plugin import fresh_namespace
-from kray.local.volumes import join_argv
 from tests.e2e.gateway_support import GATEWAY_CLASS, Traefik, access_log_errors, traefik_gateway, traefik_log
-from tests.e2e.serve_load import Load, check, example, prober_pod
-from tests.e2e.support import E2E, RayService, container_pid, get_obj, pods
+from tests.e2e.serve_load import NAME, Load, check, example, example_with_prober, wait_answering
+from tests.e2e.support import E2E, RayService, get_obj
 from tests.e2e.upgrade_timeline import Gateway, HTTPRoute, Timeline, conditions, serve_svc, snapshot
 from tests.local.node.agent_helpers import wait_for
 from tests.serve_example import set_build
@@ -49,7 +44,6 @@ from tests.serve_example import set_build
 # answer 120 s, teardown ~400 s) may count in any test's budget; then each step's 30 + 240 (+ 240 the rollback) s.
 pytestmark = [pytest.mark.k8s, pytest.mark.slow, pytest.mark.timeout(3300)]
 
-NAME = "serve-versions"
 STEP_PERCENT = 25
 INTERVAL_SECONDS = 5
 MAX_SURGE_PERCENT = 100
@@ -174,19 +168,6 @@ class Serving:
         time.sleep(2)  # answers after the switch, on the new version only
 
 
-def http_ok(serving: Serving) -> tuple[bool, str]:
-    """One GET from the prober through the Gateway: whether it answered 200, and what it said."""
-    probe = (
-        "import urllib.request as u, sys; print(u.build_opener(u.ProxyHandler({})).open(sys.argv[1], timeout=5).read())"
-    )
-    pid = container_pid(serving.e2e.client, *serving.prober, "prober")
-    done = subprocess.run(
-        join_argv(python=sys.executable, pid=pid, argv=["python", "-c", probe, serving.traefik.url]),
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    return done.returncode == 0, (done.stdout or done.stderr)[-300:]
-
-
 @pytest.fixture(scope="module")
 def traefik(e2e: E2E, k8s_binaries: Binaries) -> Iterator[Traefik]:
     with traefik_gateway(e2e, k8s_binaries) as running:
@@ -196,46 +177,13 @@ def traefik(e2e: E2E, k8s_binaries: Binaries) -> Iterator[Traefik]:
 @pytest.fixture(scope="module")
 def serving(e2e: E2E, traefik: Traefik) -> Iterator[Serving]:
     t0 = time.monotonic()
-    with (
-        fresh_namespace(e2e.client, f"e2e-incr-{secrets.token_hex(2)}") as namespace,
-        fresh_namespace(e2e.client, f"e2e-client-{secrets.token_hex(2)}") as other,
-    ):
-        config_map, service = incremental(namespace)
-        e2e.create(config_map)
-        e2e.create(service)
-        e2e.create(prober_pod(other))
-        found = Serving(e2e, namespace, (other, "prober"), traefik)
-        try:
-            wait_for(found.settled, timeout=300, what=f"RayService {NAME} Ready behind its Gateway",
-                     seen=found.seen, every=1.0)  # fmt: skip
-            wait_for(
-                lambda: (get_obj(e2e.client, Pod, "prober", other) or {}).get("status", {}).get("podIP"),
-                timeout=60,
-                what="the prober pod Running",
-                seen=lambda: e2e.report(other),
-            )
-            last: dict[str, str] = {}
-
-            def answers() -> bool:
-                ok, last["said"] = http_ok(found)
-                return ok
-
-            wait_for(answers, timeout=60, what=f"a 200 from {traefik.url} in the prober",
-                     seen=lambda: f"{last}\n{found.seen()}", every=1.0)  # fmt: skip
-            print(f"Ready and answering through the Gateway in {time.monotonic() - t0:.1f}s: {last['said'].strip()}")
-            yield found
-        finally:
-            e2e.client.delete(RayService, NAME, namespace=namespace)
-            wait_for(
-                lambda: (
-                    not pods(e2e.client, namespace, **{"ray.io/is-ray-node": "yes"})
-                    and get_obj(e2e.client, RayService, NAME, namespace) is None
-                ),
-                timeout=120,
-                what=f"RayService {NAME} and its pods gone",
-                seen=lambda: e2e.report(namespace),
-            )
-            e2e.client.delete(ConfigMap, config_map["metadata"]["name"], namespace=namespace)
+    with example_with_prober(e2e, prefix="e2e-incr", objects=incremental) as (namespace, prober):
+        found = Serving(e2e, namespace, prober, traefik)
+        wait_for(found.settled, timeout=300, what=f"RayService {NAME} Ready behind its Gateway",
+                 seen=found.seen, every=1.0)  # fmt: skip
+        said = wait_answering(e2e, prober, traefik.url, seen=found.seen)
+        print(f"Ready and answering through the Gateway in {time.monotonic() - t0:.1f}s: {said}")
+        yield found
 
 
 def _summary(what: str, timeline: Timeline, cluster: str) -> None:
