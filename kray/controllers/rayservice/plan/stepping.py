@@ -117,9 +117,14 @@ def capacity_put(
     return PutServeConfig(cluster.name, config, cache_as=None)
 
 
+def last_migrated(status: dict[str, Any]) -> datetime | None:
+    """When the route's weights last moved (the pending cluster's ``lastTrafficMigratedTime``)."""
+    return st.parse_time((status.get(_PENDING) or {}).get("lastTrafficMigratedTime"))
+
+
 def traffic_settled(status: dict[str, Any], *, now: datetime) -> bool:
     """:data:`TRAFFIC_SETTLE_SECONDS` have passed since the weights last moved (or they never did)."""
-    last = st.parse_time((status.get(_PENDING) or {}).get("lastTrafficMigratedTime"))
+    last = last_migrated(status)
     return last is None or (now - last).total_seconds() >= TRAFFIC_SETTLE_SECONDS
 
 
@@ -138,7 +143,7 @@ def route_weights(
     step = int(opts.step_size_percent) if opts is not None else 100
     interval = float(opts.interval_seconds) if opts is not None else 0.0
     now_progress = progress(status)
-    last = st.parse_time((status.get(_PENDING) or {}).get("lastTrafficMigratedTime"))
+    last = last_migrated(status)
     if not rollback:
         return traffic_weights(
             now_progress, pending_ready=pending_ready, step=step, interval=interval, last_migrated=last, now=now
