@@ -352,7 +352,9 @@ def _is_kuberay_autoscaler(container: Mapping[str, Any]) -> bool:
 
 
 KUBERAY_READINESS_TIMING = {"initialDelaySeconds": 10, "periodSeconds": 5, "failureThreshold": 10}
-LOCAL_READINESS_TIMING = {"initialDelaySeconds": 1, "periodSeconds": 1, "failureThreshold": 50}
+LOCAL_READINESS_TIMING = {"initialDelaySeconds": 1}
+"""Only the first attempt comes sooner: until it first succeeds local mode tries a readiness probe every second
+(``RunnerSettings.readiness_until_ready``), then at KubeRay's 5 s with its 10 failures."""
 _WAIT_GCS_SLEEP = re.compile(r"(\n\s*)sleep 5(\n)")
 
 

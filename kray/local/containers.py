@@ -151,6 +151,8 @@ class Timing(Protocol):
     def backoff_cap(self) -> float: ...
     @property
     def grace(self) -> float: ...
+    @property
+    def readiness_until_ready(self) -> float | None: ...
 
 
 class PodSide(Protocol):
@@ -373,6 +375,8 @@ class ContainerRunner:
         if isinstance(probe.action, ExecAction) and self.handle is not None:
             command = self.pod.probe_command(probe.action.command, pid=self.handle.pid)
             probe = dataclasses.replace(probe, action=ExecAction(command=tuple(command)))
+        if kind is ProbeKind.READINESS:
+            probe = dataclasses.replace(probe, period_until_ready=self.pod.settings.readiness_until_ready)
         runner = ProbeRunner(probe, kind=kind, on_event=self._on_probe)
         return asyncio.create_task(runner.run())
 

@@ -118,6 +118,9 @@ class RunnerSettings:
     poll: float = 0.25
     backoff_start: float = BACKOFF_START
     backoff_cap: float = BACKOFF_CAP
+    readiness_until_ready: float | None = 1.0
+    """How often a readiness probe is tried until it first succeeds (``Probe.period_until_ready``); None on the
+    node agent, which probes as the kubelet does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,8 @@ Semantics reproduced (kubelet ``prober/worker.go``):
 - the state flips to success after ``successThreshold`` consecutive successes and to failure after
   ``failureThreshold`` consecutive failures. Readiness starts *failed* (not ready), liveness starts
   *succeeded*, startup starts *unknown*;
+- (local mode only, ``Probe.period_until_ready``) a readiness probe that has never succeeded is tried more often
+  than its period, and at its period from its first success on;
 - every flip is reported as a :class:`ProbeEvent`. A liveness failure ends the runner (the kubelet
   stops probing until the container restarts; probe the new process with a new runner), and so does
   the first startup result either way. Readiness runs until cancelled.
@@ -72,6 +74,10 @@ class Probe:
     timeout: float = 1.0
     success_threshold: int = 1
     failure_threshold: int = 3
+    period_until_ready: float | None = None
+    """A readiness probe that has never succeeded is tried this often (at most ``period``); None: always
+    ``period``, as the kubelet does. Local mode's: a process starts in seconds, and a probe of a ready container
+    every second costs CPU for as long as it runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +240,7 @@ class ProbeRunner:
             failure_threshold=probe.failure_threshold,
             initial=_INITIAL_STATE[kind],
         )
+        self._ever_ready = False
 
     @property
     def state(self) -> bool | None:
@@ -254,4 +261,12 @@ class ProbeRunner:
                     await outcome
                 if self.kind is ProbeKind.STARTUP or (self.kind is ProbeKind.LIVENESS and not flipped):
                     return event
-            await self._clock.sleep(max(0.0, started + self.probe.period - self._clock.now()))
+            await self._clock.sleep(max(0.0, started + self._period() - self._clock.now()))
+
+    def _period(self) -> float:
+        quick = self.probe.period_until_ready
+        if quick is not None and self.kind is ProbeKind.READINESS and not self._ever_ready:
+            self._ever_ready = self._tracker.state is True
+            if not self._ever_ready:
+                return min(quick, self.probe.period)
+        return self.probe.period

@@ -217,11 +217,11 @@ def test_kubernetes_sized_waits_are_sized_for_a_machine() -> None:
     for pod, agent in ((head, CLUSTER.head_agent), (worker, NODE.agent)):
         ray = pod["spec"]["containers"][0]
         readiness, liveness = ray["readinessProbe"], ray["livenessProbe"]
-        # Probed after 1 s, every second, failing after the same 50 s as KubeRay's 10 x 5 s.
+        # Probed after 1 s (every second until it first succeeds: RunnerSettings), then KubeRay's 10 x 5 s.
         assert (readiness["initialDelaySeconds"], readiness["periodSeconds"], readiness["failureThreshold"]) == (
             1,
-            1,
-            50,
+            5,
+            10,
         )
         assert readiness["httpGet"] == {"path": "/api/healthz", "port": agent}
         # Liveness (which kills) keeps KubeRay's timing.

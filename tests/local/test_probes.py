@@ -193,6 +193,23 @@ async def test_readiness_timing_and_transitions() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_readiness_probe_is_quick_only_until_its_first_success() -> None:
+    probe = Probe(action=TCP, initial_delay=1, period=5, failure_threshold=2, period_until_ready=1)
+    times, events, _ = await run_script(ProbeKind.READINESS, probe, [False, False, True, True, False, False, True])
+    # Every second while never ready; from the first success on every 5 s, unready again or not.
+    assert times == [1, 2, 3, 8, 13, 18, 23, 28]
+    assert [(e.ok, e.at) for e in events] == [(True, 3), (False, 18), (True, 23)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("kind", [ProbeKind.LIVENESS, ProbeKind.STARTUP])
+async def test_only_readiness_probes_are_quick(kind: ProbeKind) -> None:
+    probe = Probe(action=TCP, period=5, failure_threshold=9, period_until_ready=1)
+    times, _, _ = await run_script(kind, probe, [False, False])
+    assert times == [0, 5, 10]
+
+
+@pytest.mark.asyncio
 async def test_period_counts_from_the_start_of_an_attempt() -> None:
     probe = Probe(action=TCP, period=10)
     times, _, _ = await run_script(ProbeKind.READINESS, probe, [True, True, True], takes=4)

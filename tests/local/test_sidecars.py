@@ -259,6 +259,34 @@ async def test_the_pod_is_ready_only_when_every_container_is(
         await wait_pod(store, "gated", lambda p: p is None, what="the pod gone")
 
 
+@pytest.mark.parametrize(("until_ready", "ready_within"), [(1.0, 4.0), (None, None)], ids=["local", "node-agent"])
+async def test_an_unready_container_is_probed_every_second_locally_and_at_its_period_on_the_node_agent(
+    store: EmbeddedStore, tmp_path: Path, until_ready: float | None, ready_within: float | None
+) -> None:
+    """Local mode tries a readiness probe every second until it first succeeds; the node agent keeps the
+    kubelet's period (here 30 s, so a probe that failed once is not tried again within the wait)."""
+    settings = RunnerSettings(
+        state_dir=tmp_path / "state", backoff_start=0.3, poll=0.05, grace=2, readiness_until_ready=until_ready
+    )
+    flag = tmp_path / "ready"
+    probe = {"exec": {"command": ["test", "-e", str(flag)]}, "periodSeconds": 30}
+    main = container("ray-head", "while :; do sleep 0.2; done", readinessProbe=probe)
+    async with running(store, settings):
+        await store.create(POD, make_pod("slow-ready", [main]))
+        await wait_pod(store, "slow-ready", all_running("ray-head"), what="running")
+        await asyncio.sleep(0.5)  # the first attempt (at once) has failed
+        flag.touch()
+        if ready_within is not None:
+            await wait_pod(
+                store, "slow-ready", lambda p: ready(p) == "True", what="Ready soon after", timeout=ready_within
+            )
+        else:
+            await asyncio.sleep(3.0)
+            assert ready(await get_pod(store, "slow-ready")) == "False"
+        await store.delete(POD, "slow-ready", namespace=NAMESPACE)
+        await wait_pod(store, "slow-ready", lambda p: p is None, what="the pod gone")
+
+
 async def test_under_never_the_pod_ends_with_its_main_containers_and_takes_its_native_sidecar(
     store: EmbeddedStore, settings: RunnerSettings
 ) -> None:

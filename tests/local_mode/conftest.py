@@ -116,6 +116,25 @@ def annotations(obj: Obj) -> dict[str, str]:
     return obj["metadata"].get("annotations") or {}
 
 
+def pod_line(pod: Obj) -> str:
+    """One pod as a failing wait reports it: phase, readiness, each container's state and last log lines."""
+    status = pod.get("status") or {}
+    ready = next((c.get("status") for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
+    parts = [f"pod {pod['metadata']['name']}: phase={status.get('phase')} ready={ready}"]
+    if status.get("message"):
+        parts.append(f"message={str(status['message'])[-300:]!r}")
+    for container in status.get("containerStatuses") or ():
+        state = container.get("state") or {}
+        last = ((container.get("lastState") or {}).get("terminated") or {}).get("message") or ""
+        tail = " | ".join(last.strip().splitlines()[-3:])
+        parts.append(
+            f"{container.get('name')}: {next(iter(state), '?')} "
+            f"{(state.get('waiting') or {}).get('reason') or ''} restarts={container.get('restartCount')}"
+            + (f" last log: {tail}" if tail else "")
+        )
+    return "; ".join(parts)
+
+
 # -- one local-mode server per state dir -------------------------------------------------------------------
 
 
@@ -228,14 +247,27 @@ class Local:
     # waits
 
     def wait_cluster_ready(self, name: str, *, workers: int = 1, timeout: float = CLUSTER_READY_TIMEOUT) -> Obj:
+        seen: list[str] = []
+
         def ready() -> Obj | None:
             cluster = self.get(RAYCLUSTER, name)
             st = status(cluster)
+            pods = self.live_pods(name)
             ok = st.get("state") == "ready" and st.get("readyWorkerReplicas", 0) == workers
-            ok = ok and len(self.live_pods(name)) == workers + 1
+            ok = ok and len(pods) == workers + 1
+            seen[:] = [
+                f"RayCluster state={st.get('state')} reason={st.get('reason')} "
+                f"readyWorkerReplicas={st.get('readyWorkerReplicas')}"
+                if cluster
+                else "no RayCluster",
+                *(pod_line(pod) for pod in pods),
+            ]
             return cluster if ok else None
 
-        return wait_for(ready, timeout=timeout, what=f"RayCluster {name} ready with {workers} worker(s)")
+        try:
+            return wait_for(ready, timeout=timeout, what=f"RayCluster {name} ready with {workers} worker(s)")
+        except AssertionError as error:
+            raise AssertionError("\n  ".join([str(error), *seen])) from None
 
     def wait_job(self, name: str, states: set[str], *, timeout: float = CLUSTER_READY_TIMEOUT) -> Obj:
         last: dict[str, Any] = {}

@@ -56,7 +56,7 @@ from kray.store import (
     Resource,
 )
 from kray.store.errors import NotFound, StoreError
-from tests.local_mode.conftest import KRAY, Local, start_local
+from tests.local_mode.conftest import KRAY, Local, pod_line, start_local
 from tests.local_mode.test_lm_services import ARCHIVE, stand_in_archive
 
 pytestmark = [pytest.mark.slow, pytest.mark.beside_k8s]
@@ -325,24 +325,6 @@ def describe(local: Local, namespace: str) -> str:
     except StoreError as error:
         lines.append(f"(store: {error})")
     return "\n  ".join(["", *lines]) if lines else " (nothing in the namespace)"
-
-
-def pod_line(pod: Obj) -> str:
-    status = pod.get("status") or {}
-    ready = next((c.get("status") for c in status.get("conditions") or () if c.get("type") == "Ready"), None)
-    parts = [f"pod {pod['metadata']['name']}: phase={status.get('phase')} ready={ready}"]
-    if status.get("message"):
-        parts.append(f"message={str(status['message'])[-300:]!r}")
-    for container in status.get("containerStatuses") or ():
-        state = container.get("state") or {}
-        last = ((container.get("lastState") or {}).get("terminated") or {}).get("message") or ""
-        tail = " | ".join(last.strip().splitlines()[-3:])
-        parts.append(
-            f"{container.get('name')}: {next(iter(state), '?')} "
-            f"{(state.get('waiting') or {}).get('reason') or ''} restarts={container.get('restartCount')}"
-            + (f" last log: {tail}" if tail else "")
-        )
-    return "; ".join(parts)
 
 
 def wait(probe: Callable[[], Any], *, timeout: float, what: str, local: Local, namespace: str) -> Any:

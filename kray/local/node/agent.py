@@ -123,7 +123,7 @@ class NodeAgent:
             node = await self._register(store, spec)
             await self._sweep(store, network)
             policy = NodePolicy(node_name=config.name, deleter=store)
-            settings = RunnerSettings(state_dir=config.state_dir, grace=config.grace)
+            settings = RunnerSettings(state_dir=config.state_dir, grace=config.grace, readiness_until_ready=None)
             self.runner = PodRunner(
                 store=store, settings=settings, sandboxes=sandboxes, policy=policy, tokens=PodTokens(requester=store)
             )
