@@ -254,6 +254,7 @@ class ProbeRunner:
             started = self._clock.now()
             result = await self._check()
             flipped = self._tracker.observe(result.ok)
+            self._ever_ready = self._ever_ready or self._tracker.state is True
             if flipped is not None:
                 event = ProbeEvent(kind=self.kind, ok=flipped, message=result.message, at=started)
                 outcome = self._on_event(event)
@@ -266,7 +267,5 @@ class ProbeRunner:
     def _period(self) -> float:
         quick = self.probe.period_until_ready
         if quick is not None and self.kind is ProbeKind.READINESS and not self._ever_ready:
-            self._ever_ready = self._tracker.state is True
-            if not self._ever_ready:
-                return min(quick, self.probe.period)
+            return min(quick, self.probe.period)
         return self.probe.period

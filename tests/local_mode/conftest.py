@@ -247,26 +247,25 @@ class Local:
     # waits
 
     def wait_cluster_ready(self, name: str, *, workers: int = 1, timeout: float = CLUSTER_READY_TIMEOUT) -> Obj:
-        seen: list[str] = []
-
         def ready() -> Obj | None:
             cluster = self.get(RAYCLUSTER, name)
             st = status(cluster)
-            pods = self.live_pods(name)
             ok = st.get("state") == "ready" and st.get("readyWorkerReplicas", 0) == workers
-            ok = ok and len(pods) == workers + 1
-            seen[:] = [
-                f"RayCluster state={st.get('state')} reason={st.get('reason')} "
-                f"readyWorkerReplicas={st.get('readyWorkerReplicas')}"
-                if cluster
-                else "no RayCluster",
-                *(pod_line(pod) for pod in pods),
-            ]
+            ok = ok and len(self.live_pods(name)) == workers + 1
             return cluster if ok else None
 
         try:
             return wait_for(ready, timeout=timeout, what=f"RayCluster {name} ready with {workers} worker(s)")
         except AssertionError as error:
+            cluster = self.get(RAYCLUSTER, name)
+            st = status(cluster)
+            seen = [
+                f"RayCluster state={st.get('state')} reason={st.get('reason')} "
+                f"readyWorkerReplicas={st.get('readyWorkerReplicas')}"
+                if cluster
+                else "no RayCluster",
+                *(pod_line(pod) for pod in self.live_pods(name)),
+            ]
             raise AssertionError("\n  ".join([str(error), *seen])) from None
 
     def wait_job(self, name: str, states: set[str], *, timeout: float = CLUSTER_READY_TIMEOUT) -> Obj:
